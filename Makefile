@@ -1,0 +1,21 @@
+# The two commands: `make demo` (the main job) and `make test` (the tests).
+PY := .venv/bin/python
+.PHONY: install demo test test-slow bench clean
+
+install:
+	@bash scripts/install.sh
+
+demo: install
+	@$(PY) -m ipoib demo
+
+test: install
+	@$(PY) -m pytest -q -m "not slow"
+
+test-slow: install
+	@$(PY) -m pytest -q -m slow
+
+bench: install
+	@$(PY) -m bench
+
+clean:
+	rm -rf .venv build src/*.egg-info .pytest_cache

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what ipoib needs on a Debian machine, idempotently and quietly:
+# the Debian packages of the real peers, a virtualenv in .venv, and the package itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEB_PACKAGES=(tshark opensm ibsim-utils infiniband-diags iperf3 iproute2 iputils-ping curl graphviz)
+
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "install: need root to apt-get install: ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "install: apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "install: creating .venv"
+    if ! "$PY" -m venv .venv 2>/dev/null; then
+        rm -rf .venv
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        "$PY" -m venv .venv
+    fi
+fi
+stamp=.venv/.ipoib-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "install: pip install -e .[test]"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    touch "$stamp"
+fi

@@ -1,0 +1,3 @@
+"""ipoib: IP over InfiniBand in Python, with the simulated InfiniBand subnet it runs on."""
+
+__version__ = "0.1.0"

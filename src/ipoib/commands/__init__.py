@@ -1,0 +1,1 @@
+"""Command groups of the ``ipoib`` command line (see :mod:`ipoib.cli`)."""

@@ -1,0 +1,1 @@
+"""ibsim layer (see ARCHITECTURE.md)."""

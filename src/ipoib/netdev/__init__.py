@@ -1,0 +1,1 @@
+"""netdev layer (see ARCHITECTURE.md)."""

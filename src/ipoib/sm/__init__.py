@@ -1,0 +1,1 @@
+"""sm layer (see ARCHITECTURE.md)."""

@@ -1,0 +1,187 @@
+"""Declarative bit layouts: each wire record is declared once, as a frozen dataclass.
+
+IBA and the RFCs describe every attribute and record as a table of (byte, bit, width) fields.
+This module lets a record be written exactly like that table::
+
+    @layout(size=40, name="NodeInfo", section="IBA 14.2.5.3")
+    @dataclass(frozen=True, slots=True, kw_only=True)
+    class NodeInfo(Record):
+        base_version: int = u(0, 8, default=1)
+        node_type: int = u(2, 8)
+        ...
+
+``u(byte, width, bit=0)`` declares an unsigned integer whose most significant bit is ``bit``
+bits below the MSB of ``byte`` (bit 0 is the MSB, as Linux ``struct ib_field`` counts).
+``raw(byte, size)`` declares a byte string (GIDs, GUID blocks), ``text(byte, size)`` a
+NUL-padded string (NodeDescription). Bits no field covers are reserved: zero on encode,
+ignored on decode. ``cm=N`` gives an SA ComponentMask bit (IBA 15.2.5), used by :func:`match`.
+
+Encoding and decoding go through one big integer per record. That is plenty fast for
+management traffic; the data-path headers in :mod:`ipoib.wire.ib` use precompiled structs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, TypeVar
+
+from .errors import DecodeError, EncodeError
+
+INT, RAW, TEXT = 0, 1, 2
+
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where one field sits in its record (computed once per class by :func:`layout`)."""
+
+    name: str
+    byte: int
+    bit: int
+    width: int
+    kind: int
+    shift: int
+    mask: int
+    cm: int | None
+
+
+def u(byte: int, width: int, bit: int = 0, *, default: int = 0, cm: int | None = None) -> Any:
+    """An unsigned integer field of ``width`` bits starting ``bit`` bits into ``byte``."""
+    return dataclasses.field(
+        default=default, metadata={"wire": (byte, bit, width, INT), "cm": cm}
+    )
+
+
+def raw(byte: int, size: int, *, cm: int | None = None) -> Any:
+    """A byte-string field of ``size`` bytes (zeros by default)."""
+    return dataclasses.field(
+        default=bytes(size), metadata={"wire": (byte, 0, size * 8, RAW), "cm": cm}
+    )
+
+
+def text(byte: int, size: int, *, cm: int | None = None) -> Any:
+    """A NUL-padded text field of ``size`` bytes, decoded as UTF-8 (invalid bytes replaced)."""
+    return dataclasses.field(
+        default="", metadata={"wire": (byte, 0, size * 8, TEXT), "cm": cm}
+    )
+
+
+class Record:
+    """Base of every declared record: ``encode()``, ``decode()``, component-mask helpers."""
+
+    __slots__ = ()
+    SIZE: ClassVar[int]
+    NAME: ClassVar[str]
+    SECTION: ClassVar[str]
+    SLOTS: ClassVar[tuple[Slot, ...]]
+    BY_NAME: ClassVar[dict[str, Slot]]
+
+    def encode(self) -> bytes:
+        """The record's bytes, exactly ``SIZE`` long."""
+        total = 0
+        for s in self.SLOTS:
+            v = getattr(self, s.name)
+            if s.kind == INT:
+                if not isinstance(v, int) or v < 0 or v > s.mask:
+                    raise EncodeError(self.NAME, s.name, f"{v!r} does not fit {s.width} bits")
+            elif s.kind == RAW:
+                if len(v) != s.width // 8:
+                    raise EncodeError(
+                        self.NAME, s.name, f"need {s.width // 8} bytes, got {len(v)}"
+                    )
+                v = int.from_bytes(v, "big")
+            else:
+                b = v.encode()
+                if len(b) > s.width // 8:
+                    raise EncodeError(self.NAME, s.name, f"longer than {s.width // 8} bytes")
+                v = int.from_bytes(b.ljust(s.width // 8, b"\0"), "big")
+            total |= v << s.shift
+        return total.to_bytes(self.SIZE, "big")
+
+    @classmethod
+    def decode(cls, buf: Buffer, offset: int = 0) -> Self:
+        """Decode ``SIZE`` bytes at ``offset``; a short buffer raises :class:`DecodeError`."""
+        end = offset + cls.SIZE
+        if offset < 0 or len(buf) < end:
+            raise DecodeError(
+                cls.NAME, "length", offset,
+                f"need {cls.SIZE} bytes, have {max(len(buf) - offset, 0)}",
+            )
+        total = int.from_bytes(buf[offset:end], "big")
+        kw: dict[str, Any] = {}
+        for s in cls.SLOTS:
+            v = (total >> s.shift) & s.mask
+            if s.kind == INT:
+                kw[s.name] = v
+            elif s.kind == RAW:
+                kw[s.name] = v.to_bytes(s.width // 8, "big")
+            else:
+                kw[s.name] = (
+                    v.to_bytes(s.width // 8, "big").split(b"\0", 1)[0].decode("utf-8", "replace")
+                )
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    @classmethod
+    def component_mask(cls, *names: str) -> int:
+        """The SA ComponentMask that selects the named fields."""
+        mask = 0
+        for n in names:
+            cm = cls.BY_NAME[n].cm
+            if cm is None:
+                raise KeyError(f"{cls.NAME}.{n} has no component-mask bit")
+            mask |= 1 << cm
+        return mask
+
+    @classmethod
+    def components(cls, mask: int) -> list[str]:
+        """Field names selected by ``mask`` (in declaration order)."""
+        return [s.name for s in cls.SLOTS if s.cm is not None and mask >> s.cm & 1]
+
+
+R = TypeVar("R", bound=type[Record])
+
+
+def layout(*, size: int, name: str, section: str) -> Callable[[R], R]:
+    """Class decorator: compute the slots of a ``@dataclass`` record and check they fit."""
+
+    def wrap(cls: R) -> R:
+        slots = []
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if "wire" not in f.metadata:
+                continue
+            byte, bit, width, kind = f.metadata["wire"]
+            end_bit = byte * 8 + bit + width
+            if end_bit > size * 8:
+                raise TypeError(f"{name}.{f.name} ends at bit {end_bit}, past {size} bytes")
+            slots.append(
+                Slot(f.name, byte, bit, width, kind, size * 8 - end_bit, (1 << width) - 1,
+                     f.metadata.get("cm"))
+            )
+        cls.SIZE = size
+        cls.NAME = name
+        cls.SECTION = section
+        cls.SLOTS = tuple(slots)
+        cls.BY_NAME = {s.name: s for s in slots}
+        return cls
+
+    return wrap
+
+
+def match(record: Record, template: Record, mask: int) -> bool:
+    """True when ``record`` equals ``template`` on every field selected by ``mask``.
+
+    This is the SA's basic matching rule (IBA 15.4.4): components not in the mask are
+    wildcards. Selector semantics (MTU, rate, lifetime) are the SA's job, on top of this.
+    """
+    for s in record.SLOTS:
+        if s.cm is not None and mask >> s.cm & 1:
+            if getattr(record, s.name) != getattr(template, s.name):
+                return False
+    return True
