@@ -136,12 +136,13 @@ class PathRecord(Record):
         """The whole 64-bit ServiceID."""
         return self.service_id_msb << 56 | self.service_id_lsb
 
-    @classmethod
-    def service_id_fields(cls, service_id: int) -> dict[str, int]:
-        """Keyword arguments that set a 64-bit ServiceID: ``PathRecord(**fields, ...)``."""
+    def with_service_id(self, service_id: int) -> Self:
+        """A copy carrying a 64-bit ServiceID (both halves)."""
         if not 0 <= service_id < 1 << 64:
-            raise EncodeError(cls.NAME, "service_id", f"{service_id!r} does not fit 64 bits")
-        return {"service_id_msb": service_id >> 56, "service_id_lsb": service_id & (1 << 56) - 1}
+            raise EncodeError(self.NAME, "service_id", f"{service_id!r} does not fit 64 bits")
+        return self.replace(
+            service_id_msb=service_id >> 56, service_id_lsb=service_id & (1 << 56) - 1
+        )
 
 
 @layout(size=52, name="MCMemberRecord", section="IBA 15.2.5.17")
