@@ -17,6 +17,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from typing import Final
 
 from .errors import DecodeError, EncodeError
+from .gid import gid_to_str
 from .layout import Buffer, Record, layout, raw, u
 
 
@@ -143,6 +144,11 @@ class HwAddr(Record):
     def __str__(self) -> str:
         """Linux's form, as ``ip link`` prints it: ``80:00:00:48:fe:80:...``."""
         return ":".join(f"{b:02x}" for b in self.pack())
+
+    def describe(self) -> str:
+        """A reader's form for logs: ``qpn 0x000048 gid fe80::2:c903:0:1001 [RC]``."""
+        caps = "".join((" [RC]" if self.rc_capable else "", " [UC]" if self.uc_capable else ""))
+        return f"qpn {self.qpn:#08x} gid {gid_to_str(self.gid)}{caps}"
 
     @property
     def is_multicast(self) -> bool:
@@ -293,11 +299,6 @@ def link_local_address(port_guid: int) -> IPv6Address:
     return IPv6Address(LINK_LOCAL_PREFIX + interface_id(port_guid))
 
 
-def port_gid(subnet_prefix: int, port_guid: int) -> bytes:
-    """A 16-byte port GID from its prefix and GUID (GID index 0 of a port)."""
-    return subnet_prefix.to_bytes(8, "big") + port_guid.to_bytes(8, "big")
-
-
 __all__ = [
     "ENCAP_ARP", "ENCAP_IPV4", "ENCAP_IPV6", "ENCAP_LEN", "FLAG_RC", "FLAG_UC", "FULL_MEMBER",
     "HWADDR_LEN", "LINK_LOCAL_PREFIX", "QPN_MULTICAST", "SCOPE_GLOBAL", "SCOPE_LINK",
@@ -305,5 +306,5 @@ __all__ = [
     "HwAddr", "broadcast_hwaddr", "broadcast_mgid", "interface_id", "ipv4_hwaddr",
     "ipv4_mcast_mgid", "ipv6_mcast_hwaddr", "ipv6_mcast_mgid", "link_local_address",
     "mcast_addr_is_valid", "mcast_hwaddr", "mgid_pkey", "mgid_scope", "pack_encap",
-    "port_gid", "unpack_encap",
+    "unpack_encap",
 ]
