@@ -31,7 +31,8 @@ class NodeSpec:
 
     ``name`` is the nodeid (also its NodeDescription unless ``desc`` is given). ``port_guids``
     has one entry per port for a CA (port 1 first) and a single entry (= node GUID) for a
-    switch. ``lids`` maps a port number (0 for a switch) to a LID pre-assigned by the file.
+    switch. ``lids`` maps a port number (0 for a switch) to a LID pre-assigned by the file,
+    ``lmcs`` the same ports to their pre-assigned LMC (absent = 0).
     """
 
     kind: NodeType
@@ -45,6 +46,7 @@ class NodeSpec:
     desc: str = ""
     lids: dict[int, int] = field(default_factory=dict, hash=False, compare=True)
     enhanced_port0: bool = False
+    lmcs: dict[int, int] = field(default_factory=dict, hash=False, compare=True)
 
     @property
     def description(self) -> str:
