@@ -209,7 +209,7 @@ def solicited_node(addr: AddrLike) -> IPv6Address:
     a = addr if isinstance(addr, bytes) else IPv6Address(addr).packed
     if len(a) != 16:
         raise EncodeError("IPv6", "address", f"need 16 bytes, got {len(a)}")
-    return IPv6Address(bytes.fromhex("ff020000000000000000000001ff") + a[13:])
+    return IPv6Address(bytes.fromhex("ff02" + "00" * 9 + "01ff") + a[13:])
 
 
 def lla_option(type_: int, addr: HwAddr) -> bytes:
