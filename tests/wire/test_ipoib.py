@@ -277,3 +277,12 @@ def test_interface_id(guid: int, ifid: str, ll: str) -> None:
 def test_interface_id_rejects_wide_guid() -> None:
     with pytest.raises(EncodeError):
         interface_id(1 << 64)
+
+
+@given(st.binary(max_size=8), st.integers(-2, 10))
+def test_encap_decoders_raise_only_decode_error(buf: bytes, offset: int) -> None:
+    for decode in (unpack_encap, EncapHeader.decode):
+        try:
+            decode(buf, offset)
+        except DecodeError as e:
+            assert e.field == "length"
