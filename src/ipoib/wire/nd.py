@@ -144,14 +144,14 @@ class PrefixOption(Record):
     prefix: bytes = raw(16, 16)
 
 
-_HEADERS: Final = {
+NdHeader = RsHeader | RaHeader | NsHeader | NaHeader
+
+_HEADERS: Final[dict[int, type[NdHeader]]] = {
     NdType.ROUTER_SOLICITATION: RsHeader,
     NdType.ROUTER_ADVERTISEMENT: RaHeader,
     NdType.NEIGHBOR_SOLICITATION: NsHeader,
     NdType.NEIGHBOR_ADVERTISEMENT: NaHeader,
 }
-
-NdHeader = RsHeader | RaHeader | NsHeader | NaHeader
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +259,7 @@ def parse(
     """
     need("ND", len(message), 0, 4)
     t, code = message[0], message[1]
-    cls = _HEADERS.get(t)  # type: ignore[call-overload]
+    cls = _HEADERS.get(t)
     if cls is None:
         raise DecodeError("ND", "type", 0, f"ICMPv6 type {t} is not RS/RA/NS/NA")
     if code != 0:
@@ -276,7 +276,7 @@ def parse(
         raise DecodeError("ND", "solicited", 4, "solicited advertisement sent to multicast")
     off = cls.SIZE
     for o in opts:
-        want = _FIXED_OPTIONS.get(o.type)  # type: ignore[call-overload]
+        want = _FIXED_OPTIONS.get(o.type)
         if want is not None and len(o.data) != want:
             raise DecodeError("ND option", "length", off + 1,
                               f"type {o.type} option of {len(o.data)} bytes, expected {want}")
@@ -288,7 +288,7 @@ def parse(
     return NdMessage(h, opts, sll, tll)
 
 
-_FIXED_OPTIONS: Final = {NdOptType.MTU: MtuOption.SIZE, NdOptType.PREFIX_INFO: PrefixOption.SIZE}
+_FIXED_OPTIONS: Final[dict[int, int]] = {NdOptType.MTU: MtuOption.SIZE, NdOptType.PREFIX_INFO: PrefixOption.SIZE}
 
 
 def _addr(a: AddrLike) -> IPv6Address:
@@ -391,7 +391,7 @@ def set_lla_option(src: AddrLike, dst: AddrLike, message: Buffer, lladdr: HwAddr
     """
     m = bytes(message)
     need("ND", len(m), 0, 4)
-    cls = _HEADERS.get(m[0])  # type: ignore[call-overload]
+    cls = _HEADERS.get(m[0])
     if cls is None:
         raise DecodeError("ND", "type", 0, f"ICMPv6 type {m[0]} is not RS/RA/NS/NA")
     need("ND", len(m), 0, cls.SIZE)
