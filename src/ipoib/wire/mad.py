@@ -7,8 +7,7 @@ plain 256-byte ``bytes``; this module gives them three kinds of tools.
 **Records** (declared tables, :mod:`ipoib.wire.layout`): :class:`MadHeader` (bytes 0-23),
 :class:`SmpHeader` (LID-routed SMP, bytes 0-63), :class:`DrSmpHeader` (directed-route SMP,
 bytes 0-63), :class:`RmppHeader` (bytes 24-35), :class:`SaHeader` (bytes 36-55),
-:class:`ClassPortInfo` and :class:`Notice` (class-generic attributes) with the trap details
-:class:`Trap128` and :class:`Trap144`.
+:class:`ClassPortInfo` and :class:`Notice` (class-generic attributes).
 
 **Builders and whole-MAD views** (bytes out, frozen dataclasses in)::
 
@@ -43,7 +42,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Self, TypeVar
 
-from .enums import NodeType
 from .errors import DecodeError, EncodeError
 from .layout import Buffer, Record, layout, raw, u
 
@@ -155,11 +153,14 @@ _RESPONSES: dict[int, int] = {
 
 
 def response_method(method: int) -> int:
-    """The method that answers ``method`` (a Set is answered with GetResp, IBA 13.4.5)."""
+    """The method that answers ``method`` (a Set is answered with GetResp, IBA 13.4.5).
+
+    A method nobody answers (Send, or a response) is a property of the received MAD, so it
+    raises :class:`DecodeError` for the method byte (offset 3)."""
     try:
         return _RESPONSES[method]
     except KeyError:
-        raise EncodeError("MAD", "method", f"{method:#04x} has no response method") from None
+        raise DecodeError("MAD", "method", 3, f"{method:#04x} has no response method") from None
 
 
 # --- headers -------------------------------------------------------------------------------
@@ -283,8 +284,8 @@ T = TypeVar("T", bound=Record)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Notice(Record):
     """Attribute 0x0002: a trap or notice. Generic notices carry ProducerType and
-    TrapNumber in bytes 1-5; vendor notices carry VendorID and DeviceID in the same bits
-    (see :attr:`vendor_id`, :attr:`device_id`)."""
+    TrapNumber in bytes 1-5; vendor notices (``is_generic=0``) carry VendorID and DeviceID in
+    the same bits. The SMP traps' DataDetails are in :mod:`ipoib.wire.smp` (trap 128, 144)."""
 
     is_generic: int = u(0, 1, default=1)
     notice_type: int = u(0, 7, bit=1)
@@ -295,16 +296,6 @@ class Notice(Record):
     notice_count: int = u(8, 15, bit=1)
     data_details: bytes = raw(10, 54)
     issuer_gid: bytes = raw(64, 16)
-
-    @property
-    def vendor_id(self) -> int:
-        """VendorID of a vendor-specific notice (same bits as ProducerType)."""
-        return self.producer_type
-
-    @property
-    def device_id(self) -> int:
-        """DeviceID of a vendor-specific notice (same bits as TrapNumber)."""
-        return self.trap_number
 
     def details(self, cls: type[T]) -> T:
         """DataDetails decoded as a trap-specific record such as :class:`Trap144`."""
@@ -320,56 +311,6 @@ class Notice(Record):
     def smp_data(self) -> bytes:
         """The 64-byte SMP form (IssuerGID dropped)."""
         return self.encode()[:NOTICE_SMP_SIZE]
-
-
-@layout(size=54, name="Trap128", section="IBA 14.2.5.1 (trap 128, link state change)")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Trap128(Record):
-    """DataDetails of trap 128: a switch saw a port's link state change."""
-
-    lidaddr: int = u(0, 16)
-
-
-@layout(size=54, name="Trap144", section="IBA 14.2.5.1 (trap 144, local changes)")
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Trap144(Record):
-    """DataDetails of trap 144: CapabilityMask or another local attribute changed."""
-
-    lidaddr: int = u(2, 16)
-    other_local_changes: int = u(5, 1, bit=7)
-    capability_mask: int = u(6, 32)
-    capability_mask2_change: int = u(11, 1, bit=2)
-    hierarchy_info_change: int = u(11, 1, bit=3)
-    sm_priority_change: int = u(11, 1, bit=4)
-    link_speed_enabled_change: int = u(11, 1, bit=5)
-    link_width_enabled_change: int = u(11, 1, bit=6)
-    node_description_change: int = u(11, 1, bit=7)
-    capability_mask2: int = u(12, 16)
-
-
-def trap_128(issuer_lid: int, lidaddr: int | None = None) -> Notice:
-    """Trap 128 as a switch sends it (urgent, producer switch, LIDADDR = its own LID)."""
-    return Notice(
-        notice_type=NoticeType.URGENT, producer_type=NodeType.SWITCH, trap_number=128,
-        issuer_lid=issuer_lid,
-        data_details=Trap128(lidaddr=issuer_lid if lidaddr is None else lidaddr).encode(),
-    )
-
-
-def trap_144(
-    issuer_lid: int, capability_mask: int, *, producer_type: int = NodeType.CA,
-    other_local_changes: int = 0, **change_flags: int,
-) -> Notice:
-    """Trap 144 (informational): the port at ``issuer_lid`` has a new CapabilityMask or, with
-    ``other_local_changes=1`` and a flag such as ``node_description_change=1``, another change."""
-    details = Trap144(
-        lidaddr=issuer_lid, capability_mask=capability_mask,
-        other_local_changes=other_local_changes, **change_flags,
-    )
-    return Notice(
-        notice_type=NoticeType.INFO, producer_type=producer_type, trap_number=144,
-        issuer_lid=issuer_lid, data_details=details.encode(),
-    )
 
 
 # --- peeks ---------------------------------------------------------------------------------
@@ -517,7 +458,7 @@ def _path(path: Sequence[int], what: str) -> bytes:
     return bytes(path).ljust(DR_PATH_SIZE, b"\0")
 
 
-def _decode_error(fmt: str, mad: Buffer, size: int) -> None:
+def _need_exact(fmt: str, mad: Buffer, size: int) -> None:
     if len(mad) != size:
         raise DecodeError(fmt, "length", 0, f"a MAD is {size} bytes, have {len(mad)}")
 
@@ -532,7 +473,7 @@ class Smp:
     @classmethod
     def decode(cls, mad: Buffer) -> Smp:
         """Decode a 256-byte LID-routed SMP."""
-        _decode_error("Smp", mad, MAD_SIZE)
+        _need_exact("Smp", mad, MAD_SIZE)
         return cls(SmpHeader.decode(mad), smp_data(mad))
 
     def encode(self) -> bytes:
@@ -553,7 +494,7 @@ class DrSmp:
     @classmethod
     def decode(cls, mad: Buffer) -> DrSmp:
         """Decode a 256-byte DR SMP."""
-        _decode_error("DrSmp", mad, MAD_SIZE)
+        _need_exact("DrSmp", mad, MAD_SIZE)
         b = bytes(mad)
         return cls(DrSmpHeader.decode(b), b[64:128], b[128:192], b[192:256])
 
@@ -618,7 +559,7 @@ class Gmp:
     @classmethod
     def decode(cls, mad: Buffer) -> Gmp:
         """Decode a 256-byte GMP."""
-        _decode_error("Gmp", mad, MAD_SIZE)
+        _need_exact("Gmp", mad, MAD_SIZE)
         return cls(MadHeader.decode(mad), gmp_data(mad))
 
     def encode(self) -> bytes:
@@ -708,15 +649,17 @@ _HEADER_FOR: dict[int, type[Record]] = {
 }
 
 
+def _patch(buf: bytearray, changes: dict[str, Any]) -> bytes:
+    cls = _HEADER_FOR.get(buf[1], MadHeader)
+    buf[:cls.SIZE] = cls.decode(buf).replace(**changes).encode()
+    return bytes(buf)
+
+
 def with_header(mad: Buffer, **changes: Any) -> bytes:
     """A copy of ``mad`` (padded to 256 bytes) with header fields changed. Field names are
     those of :class:`DrSmpHeader` for DR SMPs, :class:`SmpHeader` for LID-routed SMPs and
     :class:`MadHeader` for the rest."""
-    buf = _full(mad)
-    cls = _HEADER_FOR.get(buf[1], MadHeader)
-    header = cls.decode(buf).replace(**changes)
-    buf[:cls.SIZE] = header.encode()
-    return bytes(buf)
+    return _patch(_full(mad), changes)
 
 
 def dr_with_return_port(mad: Buffer, hop: int, port: int) -> bytes:
@@ -743,34 +686,11 @@ def make_response(
     Set), ``status``, the D bit set for a DR SMP (HopPointer, paths, TID and attribute kept)
     and, if given, ``data`` zero-padded into the class's data area."""
     buf = _full(mad)
-    method = response_method(buf[3]) if method is None else method
-    cls = buf[1]
-    if cls == MgmtClass.SUBN_DIRECTED_ROUTE:
-        if not 0 <= status <= 0x7FFF:
-            raise EncodeError("DrSmp", "status", f"{status:#x} does not fit 15 bits")
-        status |= 0x8000
-    elif not 0 <= status <= 0xFFFF:
-        raise EncodeError("MAD", "status", f"{status:#x} does not fit 16 bits")
-    if not 0 <= method <= 0xFF:
-        raise EncodeError("MAD", "method", f"{method:#x} does not fit 8 bits")
-    buf[3] = method
-    buf[4:6] = status.to_bytes(2, "big")
+    changes: dict[str, Any] = {
+        "method": response_method(buf[3]) if method is None else method, "status": status}
+    if buf[1] == MgmtClass.SUBN_DIRECTED_ROUTE:
+        changes["direction"] = 1
     if data is not None:
-        offset, size = _DATA_AREA.get(cls, (GMP_DATA_OFFSET, GMP_DATA_SIZE))
+        offset, size = _DATA_AREA.get(buf[1], (GMP_DATA_OFFSET, GMP_DATA_SIZE))
         buf[offset:offset + size] = _area(data, size, "MAD")
-    return bytes(buf)
-
-
-ATTR_CLASS_PORT_INFO = 0x0001
-ATTR_NOTICE = 0x0002
-
-
-def header_of(mad: Buffer) -> MadHeader | SmpHeader | DrSmpHeader:
-    """The header record that fits the management class (for logging and tests)."""
-    cls = mad_class(mad)
-    if cls == MgmtClass.SUBN_DIRECTED_ROUTE:
-        return DrSmpHeader.decode(mad)
-    if cls == MgmtClass.SUBN_LID_ROUTED:
-        return SmpHeader.decode(mad)
-    return MadHeader.decode(mad)
-
+    return _patch(buf, changes)

@@ -8,7 +8,9 @@ SMA and the SM think in entries, not in 32 separately named fields.
 
 The AttributeModifier encodings, which differ per attribute, are here too
 (:func:`pkey_table_am`, :func:`mft_am`, :func:`vl_arb_am`, :func:`sl_to_vl_am`,
-:func:`port_info_port`), with their inverses.
+:func:`port_info_port`), with their inverses, and the DataDetails of the two traps an SMA
+sends (:class:`Trap128`, :class:`Trap144`, built into a :class:`~ipoib.wire.mad.Notice` by
+:func:`trap_128` and :func:`trap_144`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import ClassVar, Self
 
+from .enums import NodeType
 from .errors import DecodeError, EncodeError
 from .layout import Buffer, Record, layout, raw, text, u
-from .mad import SMP_DATA_SIZE, Notice
+from .mad import SMP_DATA_SIZE, Notice, NoticeType
 
 
 class SmpAttr(IntEnum):
@@ -373,6 +376,59 @@ class SmInfo(Record):
     act_count: int = u(16, 32)
     priority: int = u(20, 4)
     sm_state: int = u(20, 4, bit=4)
+
+
+# --- traps (Notice DataDetails) ----------------------------------------------------------
+
+
+@layout(size=54, name="Trap128", section="IBA 14.2.5.1 (trap 128, link state change)")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trap128(Record):
+    """DataDetails of trap 128: a switch saw a port's link state change."""
+
+    lidaddr: int = u(0, 16)
+
+
+@layout(size=54, name="Trap144", section="IBA 14.2.5.1 (trap 144, local changes)")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trap144(Record):
+    """DataDetails of trap 144: CapabilityMask or another local attribute changed."""
+
+    lidaddr: int = u(2, 16)
+    other_local_changes: int = u(5, 1, bit=7)
+    capability_mask: int = u(6, 32)
+    capability_mask2_change: int = u(11, 1, bit=2)
+    hierarchy_info_change: int = u(11, 1, bit=3)
+    sm_priority_change: int = u(11, 1, bit=4)
+    link_speed_enabled_change: int = u(11, 1, bit=5)
+    link_width_enabled_change: int = u(11, 1, bit=6)
+    node_description_change: int = u(11, 1, bit=7)
+    capability_mask2: int = u(12, 16)
+
+
+def trap_128(issuer_lid: int, lidaddr: int | None = None) -> Notice:
+    """Trap 128 as a switch sends it (urgent, producer switch, LIDADDR = its own LID)."""
+    return Notice(
+        notice_type=NoticeType.URGENT, producer_type=NodeType.SWITCH, trap_number=128,
+        issuer_lid=issuer_lid,
+        data_details=Trap128(lidaddr=issuer_lid if lidaddr is None else lidaddr).encode(),
+    )
+
+
+def trap_144(
+    issuer_lid: int, capability_mask: int, *, producer_type: int = NodeType.CA,
+    other_local_changes: int = 0, **change_flags: int,
+) -> Notice:
+    """Trap 144 (informational): the port at ``issuer_lid`` has a new CapabilityMask or, with
+    ``other_local_changes=1`` and a flag such as ``node_description_change=1``, another change."""
+    details = Trap144(
+        lidaddr=issuer_lid, capability_mask=capability_mask,
+        other_local_changes=other_local_changes, **change_flags,
+    )
+    return Notice(
+        notice_type=NoticeType.INFO, producer_type=producer_type, trap_number=144,
+        issuer_lid=issuer_lid, data_details=details.encode(),
+    )
 
 
 ATTRIBUTE_RECORDS: dict[int, type[Record]] = {
