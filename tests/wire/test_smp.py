@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -147,7 +149,7 @@ def test_port_capabilities() -> None:
                     | PortCap.IS_EXTENDED_SPEEDS_SUPPORTED
                     | PortCap.IS_CAPABILITY_MASK2_SUPPORTED | PortCap.IS_VENDOR_CLASS_SUPPORTED
                     | PortCap.IS_CAPABILITY_MASK_NOTICE_SUPPORTED)
-    assert PortCap.IS_SM == 0x2
+    assert int(PortCap.IS_SM) == 0x2
 
 
 def test_switchinfo_ibsim_template() -> None:
@@ -240,10 +242,12 @@ def test_attribute_modifiers() -> None:
     assert sl_to_vl_am(2, 5) == 0x0205 and parse_sl_to_vl_am(0x0205) == (2, 5)
     assert port_info_am(3, sm_supports_extended_speeds=True) == 0x8000_0003
     assert port_info_port(0x8000_0005) == 5 and AM_SM_SUPPORTS_EXTENDED_SPEEDS == 1 << 31
-    for bad in (lambda: mft_am(512), lambda: mft_am(0, 16), lambda: pkey_table_am(1 << 16),
-                lambda: sl_to_vl_am(256, 0), lambda: port_info_am(256), lambda: vl_arb_am(-1)):
+    bad: list[Callable[[], int]] = [
+        lambda: mft_am(512), lambda: mft_am(0, 16), lambda: pkey_table_am(1 << 16),
+        lambda: sl_to_vl_am(256, 0), lambda: port_info_am(256), lambda: vl_arb_am(-1)]
+    for call in bad:
         with pytest.raises(EncodeError):
-            bad()
+            call()
 
 
 @given(block=st.integers(0, 511), position=st.integers(0, 15), port=st.integers(0, 0xFFFF),
