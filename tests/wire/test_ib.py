@@ -151,6 +151,22 @@ def test_length_fields(n: int, grh: Grh | None, imm: int | None) -> None:
     assert UdTemplate(**UNICAST, grh=grh, imm=imm).packet(payload) == pkt
 
 
+@pytest.mark.parametrize("grh", [None, MCAST_GRH])
+def test_template_reused_across_lengths(grh: Grh | None) -> None:
+    """The per-length header cache fills up and stays right, for bytes and memoryviews."""
+    t = UdTemplate(**UNICAST, grh=grh)
+    lengths = [n * 37 % 71 for n in range(3 * 71)]  # 0..70 in a scrambled order, 3 times
+    assert len(set(lengths)) > UdTemplate.CACHE_LENGTHS
+    for n in lengths:
+        payload = bytes(range(n))
+        want = build_ud(**UNICAST, grh=grh, payload=payload)
+        assert t.packet(payload) == want
+        assert t.packet(memoryview(payload)) == want
+        assert t.header(n) == want[: len(want) - n - (-n & 3)]
+    with pytest.raises(EncodeError):
+        t.header(-1)
+
+
 def test_max_payload() -> None:
     for grh in (None, MCAST_GRH):
         t = UdTemplate(**UNICAST, grh=grh)

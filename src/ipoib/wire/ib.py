@@ -240,11 +240,15 @@ class UdTemplate:
     """A prebuilt UD header for one destination; :meth:`packet` adds a payload.
 
     Everything but LRH PktLen, BTH PadCnt and GRH PayLen is fixed when the template is made
-    (the address handle is resolved once), so a send costs one ``bytes.join``: the header
-    split around the length fields, per pad class, with the length bytes from a table.
+    (the address handle is resolved once). The whole header for a payload length is made
+    from pieces split around those fields, with the length bytes from a table, and kept for
+    the next packet of that length (IP traffic repeats a few lengths), so a send is usually
+    one dict lookup and one concatenation. At most :attr:`CACHE_LENGTHS` lengths are kept.
     """
 
-    __slots__ = ("_a", "_b", "_c", "_fixed", "dest_qp", "dlid", "header_size", "lnh")
+    CACHE_LENGTHS = 32
+
+    __slots__ = ("_a", "_b", "_c", "_fixed", "_hdrs", "dest_qp", "dlid", "header_size", "lnh")
 
     def __init__(
         self, *, vl: int, sl: int, dlid: int, slid: int, pkey: int, dest_qp: int, qkey: int,
@@ -260,27 +264,38 @@ class UdTemplate:
         self.dlid = dlid
         self.dest_qp = dest_qp
         self._fixed = hlen + ICRC_SIZE
+        self._hdrs: dict[int, bytes] = {}
         self._a = lrh[:4]
         if g:
             # a | PktLen | lrh[6:8] + grh[0:4] | PayLen | grh[6:] + bth/deth(pad)
-            self._b: bytes | None = lrh[6:] + g[:4]
+            self._b = lrh[6:] + g[:4]
             self._c = tuple(g[6:] + t for t in tails)
         else:
             # a | PktLen | lrh[6:8] + bth/deth(pad)
-            self._b = None
+            self._b = b""
             self._c = tuple(lrh[6:] + t for t in tails)
+
+    def header(self, n: int) -> bytes:
+        """The header bytes for an ``n``-byte payload (everything before the payload)."""
+        pad = -n & 3
+        words = (self._fixed + n + pad) >> 2
+        if words > MAX_PKT_WORDS or n < 0:
+            raise EncodeError("LRH", "pkt_len", f"payload of {n} bytes makes {words} words")
+        if self._b:
+            h = b"".join((self._a, _WORDS[words], self._b, _PAYLEN[words], self._c[pad]))
+        else:
+            h = self._a + _WORDS[words] + self._c[pad]
+        if len(self._hdrs) < self.CACHE_LENGTHS:
+            self._hdrs[n] = h
+        return h
 
     def packet(self, payload: Buffer) -> bytes:
         """The full packet (no CRCs) carrying ``payload``; same bytes as :func:`build_ud`."""
         n = len(payload)
-        pad = -n & 3
-        words = (self._fixed + n + pad) >> 2
-        if words > MAX_PKT_WORDS:
-            raise EncodeError("LRH", "pkt_len", f"payload of {n} bytes makes {words} words")
-        if self._b is None:
-            return b"".join((self._a, _WORDS[words], self._c[pad], payload, _PADS[pad]))
-        return b"".join((self._a, _WORDS[words], self._b, _PAYLEN[words], self._c[pad],
-                         payload, _PADS[pad]))
+        h = self._hdrs.get(n) or self.header(n)
+        if n & 3:
+            return b"".join((h, payload, _PADS[-n & 3]))
+        return h + payload
 
     def max_payload(self) -> int:
         """The largest payload PktLen can describe with this header (a multiple of 4)."""
