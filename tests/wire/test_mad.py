@@ -35,11 +35,13 @@ from ipoib.wire.mad import (
     build_sa_mad,
     build_smp,
     dr_direction,
+    dr_dlid,
     dr_hop_count,
     dr_hop_pointer,
     dr_initial_path,
     dr_return_path,
-    dr_with_return_port,
+    dr_slid,
+    dr_step,
     gmp_data,
     is_response,
     mad_attr_id,
@@ -54,9 +56,8 @@ from ipoib.wire.mad import (
     parse_mad,
     response_method,
     sa_data,
-    sa_pack_records,
-    sa_records,
     smp_data,
+    smp_mkey,
     with_header,
 )
 from tests.vectors import read_hex
@@ -226,33 +227,37 @@ def test_make_response_gsi_classes() -> None:
         make_response(gmp, bytes(193))
 
 
-def test_with_header_and_return_port() -> None:
-    mad = build_dr_smp(Method.GET, 0x11, initial_path=(0, 1, 2))
-    moved = with_header(mad, hop_pointer=2, tid=0x1_0000_0000_0005)
-    assert dr_hop_pointer(moved) == 2 and mad_tid(moved) == 0x1_0000_0000_0005
-    assert moved[24:] == mad[24:]
-    stepped = dr_with_return_port(moved, 1, 7)
-    assert dr_return_path(stepped) == b"\x00\x07\x00"
+def test_with_header_and_dr_step() -> None:
+    mad = build_dr_smp(Method.GET, 0x11, initial_path=(0, 1, 2), dr_slid=4, mkey=9)
+    assert (dr_slid(mad), dr_dlid(mad), smp_mkey(mad)) == (4, 0xFFFF, 9)
+    tagged = with_header(mad, tid=0x1_0000_0000_0005, attr_mod=3)
+    assert mad_tid(tagged) == 0x1_0000_0000_0005 and mad_attr_mod(tagged) == 3
+    assert tagged[24:] == mad[24:]
+    stepped = dr_step(mad, 2, return_hop=1, return_port=7)
+    assert dr_hop_pointer(stepped) == 2 and dr_return_path(stepped) == b"\x00\x07\x00"
+    assert dr_step(stepped, 3)[6] == 3 and dr_step(stepped, 3)[192:] == stepped[192:]
+    assert with_header(mad, method=0x81, hop_pointer=2, direction=1) == dr_step(
+        make_response(mad), 2)  # the fast path and the record path agree
     lid = with_header(build_smp(Method.GET, 0x11), mkey=3)
-    assert SmpHeader.decode(lid).mkey == 3
+    assert SmpHeader.decode(lid).mkey == 3 and smp_mkey(lid) == 3
     gmp = with_header(build_gmp(4, 1, 0x12), status=0xFFFF)
     assert mad_status(gmp) == 0xFFFF
-    with pytest.raises(EncodeError):
-        dr_with_return_port(mad, 64, 1)
+    for bad in ((256, None, 0), (1, 64, 0), (1, 1, 256)):
+        with pytest.raises(EncodeError):
+            dr_step(mad, bad[0], bad[1], bad[2])
+    with pytest.raises(DecodeError):
+        dr_step(mad[:255], 1)
 
 
-def test_sa_mad_round_trip_and_records() -> None:
-    records = [bytes([i]) * 52 for i in range(3)]
-    offset, data = sa_pack_records(records)
-    assert offset == 7 and len(data) == 3 * 56
-    mad = build_sa_mad(Method.GET_TABLE_RESP, 0x38, 5, data, attribute_offset=offset,
+def test_sa_mad_round_trip() -> None:
+    data = b"".join(bytes([i]) * 52 + bytes(4) for i in range(3))
+    mad = build_sa_mad(Method.GET_TABLE_RESP, 0x38, 5, data, attribute_offset=7,
+                       component_mask=0x10087, sm_key=1,
                        rmpp=RmppHeader(rmpp_version=1, rmpp_type=RmppType.DATA, rmpp_flags=7))
+    assert mad[24:56].hex() == ("01010700" "00000000" "00000000" "0000000000000001" "0007"
+                                "0000" "0000000000010087")
     sa = parse_mad(mad)
-    assert isinstance(sa, SaMad) and sa.encode() == mad
-    assert [r[:52] for r in sa.records()[:3]] == records
-    assert sa_records(data, 0) == []
-    with pytest.raises(EncodeError):
-        sa_pack_records([b"ab", b"abc"])
+    assert isinstance(sa, SaMad) and sa.encode() == mad and sa.data[:len(data)] == data
     with pytest.raises(EncodeError):
         build_sa_mad(Method.GET, 0x35, 0, bytes(201))
 
@@ -331,7 +336,7 @@ def test_records_decode_any_bytes_or_raise_decode_error(cls: type[Record],
 PEEKS = [mad_base_version, mad_class, mad_class_version, mad_method, mad_status, mad_tid,
          mad_attr_id, mad_attr_mod, dr_direction, dr_hop_pointer, dr_hop_count, smp_data,
          dr_initial_path, dr_return_path, gmp_data, sa_data, parse_mad, make_response,
-         with_header, Smp.decode, DrSmp.decode, SaMad.decode, Gmp.decode]
+         with_header, dr_slid, dr_dlid, smp_mkey, lambda m: dr_step(m, 1, 0, 1), Smp.decode, DrSmp.decode, SaMad.decode, Gmp.decode]
 
 
 @given(buf=st.binary(max_size=300), hop_count=st.integers(0, 255), method=st.integers(0, 255),

@@ -20,8 +20,8 @@ bytes 0-63), :class:`RmppHeader` (bytes 24-35), :class:`SaHeader` (bytes 36-55),
     build_sa_mad(method, attr_id, tid=0, data=b"", *, attr_mod=0, component_mask=0,
                  attribute_offset=0, sm_key=0, status=0, rmpp=None) -> bytes
     make_response(mad, data=None, *, status=0, method=None) -> bytes
-    with_header(mad, **changes) -> bytes      # e.g. hop_pointer=2, tid=..., status=...
-    dr_with_return_port(mad, hop, port) -> bytes
+    with_header(mad, **changes) -> bytes      # e.g. tid=..., status=..., attr_mod=...
+    dr_step(mad, hop_pointer, return_hop=None, return_port=0) -> bytes  # per-hop, fast
     parse_mad(mad) -> Smp | DrSmp | SaMad | Gmp              # each has .encode()
 
 Paths follow the wire and OpenSM: ``initial_path[i]`` is the egress port at hop ``i`` and entry 0
@@ -31,8 +31,9 @@ bytes is kept byte for byte (OpenSM leaves stack garbage past HopCount; ibsim ec
 **Peeks** for dispatch without building objects (each raises :class:`DecodeError` on a buffer
 shorter than the part it reads): :func:`mad_class`, :func:`mad_method`, :func:`mad_status`,
 :func:`mad_tid`, :func:`mad_attr_id`, :func:`mad_attr_mod`, :func:`mad_class_version`,
-:func:`smp_data`, :func:`gmp_data`, :func:`sa_data`, :func:`dr_hop_count`,
-:func:`dr_hop_pointer`, :func:`dr_direction`, :func:`dr_initial_path`, :func:`dr_return_path`.
+:func:`smp_mkey`, :func:`smp_data`, :func:`gmp_data`, :func:`sa_data`, :func:`dr_hop_count`,
+:func:`dr_hop_pointer`, :func:`dr_direction`, :func:`dr_slid`, :func:`dr_dlid`,
+:func:`dr_initial_path`, :func:`dr_return_path`.
 """
 
 from __future__ import annotations
@@ -388,6 +389,24 @@ def dr_hop_count(mad: Buffer) -> int:
     return mad[7]
 
 
+def dr_slid(mad: Buffer) -> int:
+    """DrSLID of a DR SMP (bytes 32-33)."""
+    _need(mad, 36, "DrSmp")
+    return mad[32] << 8 | mad[33]
+
+
+def dr_dlid(mad: Buffer) -> int:
+    """DrDLID of a DR SMP (bytes 34-35)."""
+    _need(mad, 36, "DrSmp")
+    return mad[34] << 8 | mad[35]
+
+
+def smp_mkey(mad: Buffer) -> int:
+    """M_Key of an SMP, LID-routed or directed (bytes 24-31)."""
+    _need(mad, 32, "SMP")
+    return int.from_bytes(mad[24:32], "big")
+
+
 def smp_data(mad: Buffer) -> bytes:
     """The 64-byte SMP data area (bytes 64-127)."""
     _need(mad, SMP_DATA_OFFSET + SMP_DATA_SIZE, "SMP")
@@ -422,25 +441,6 @@ def sa_data(mad: Buffer) -> bytes:
     """The SA data area (bytes 56 to the end: a short MAD from ibsim gives fewer than 200)."""
     _need(mad, SA_DATA_OFFSET, "SaMad")
     return bytes(mad[SA_DATA_OFFSET:MAD_SIZE])
-
-
-def sa_records(data: Buffer, attribute_offset: int) -> list[bytes]:
-    """Split an SA data area into records at the AttributeOffset stride (8-byte units)."""
-    stride = attribute_offset * 8
-    if stride == 0:
-        return []
-    return [bytes(data[i:i + stride]) for i in range(0, len(data) - stride + 1, stride)]
-
-
-def sa_pack_records(records: Sequence[Buffer]) -> tuple[int, bytes]:
-    """``(attribute_offset, data)`` for records of one size, each padded to 8 bytes."""
-    if not records:
-        return 0, b""
-    size = len(records[0])
-    if any(len(r) != size for r in records):
-        raise EncodeError("SaMad", "data", "records differ in size")
-    stride = -(-size // 8) * 8
-    return stride // 8, b"".join(bytes(r).ljust(stride, b"\0") for r in records)
 
 
 # --- whole MADs ----------------------------------------------------------------------------
@@ -544,10 +544,6 @@ class SaMad:
         return (self.header.encode() + self.rmpp.encode() + self.sa.encode()
                 + _area(self.data, SA_DATA_SIZE, "SaMad"))
 
-    def records(self) -> list[bytes]:
-        """The records in the data area at the AttributeOffset stride."""
-        return sa_records(self.data, self.sa.attribute_offset)
-
 
 @dataclass(frozen=True, slots=True)
 class Gmp:
@@ -625,8 +621,8 @@ def build_sa_mad(
     component_mask: int = 0, attribute_offset: int = 0, sm_key: int = 0, status: int = 0,
     rmpp: RmppHeader | None = None, class_version: int = SA_CLASS_VERSION,
 ) -> bytes:
-    """A 256-byte SA MAD. ``data`` holds at most 200 bytes; ``rmpp`` defaults to all zeros
-    (not an RMPP packet). See :func:`sa_pack_records` for building ``data``."""
+    """A 256-byte SA MAD. ``data`` holds at most 200 bytes (records packed by
+    :func:`ipoib.wire.sa.pack_records`); ``rmpp`` defaults to all zeros (not RMPP)."""
     header = MadHeader(mgmt_class=MgmtClass.SUBN_ADM, class_version=class_version,
                        method=method, status=status, tid=tid, attr_id=attr_id,
                        attr_mod=attr_mod)
@@ -662,13 +658,20 @@ def with_header(mad: Buffer, **changes: Any) -> bytes:
     return _patch(_full(mad), changes)
 
 
-def dr_with_return_port(mad: Buffer, hop: int, port: int) -> bytes:
-    """A copy of a DR SMP with ReturnPath[hop] = port (a switch records its ingress port)."""
-    if not 0 <= hop < DR_PATH_SIZE or not 0 <= port <= 0xFF:
-        raise EncodeError("DrSmp", "return_path", f"hop {hop} / port {port} out of range")
+def dr_step(mad: Buffer, hop_pointer: int, return_hop: int | None = None,
+            return_port: int = 0) -> bytes:
+    """A copy of a DR SMP with HopPointer set and, if ``return_hop`` is given,
+    ReturnPath[return_hop] = ``return_port``: what a node does to a DR SMP it passes on
+    (IBA C14-9, C14-13). Cheap, for the per-hop path: no header record is built."""
     _need(mad, MAD_SIZE, "DrSmp")
+    if not 0 <= hop_pointer <= 0xFF or not 0 <= return_port <= 0xFF or not (
+            return_hop is None or 0 <= return_hop < DR_PATH_SIZE):
+        raise EncodeError("DrSmp", "hop_pointer", f"hop {hop_pointer}/{return_hop}, port "
+                          f"{return_port} out of range")
     buf = bytearray(mad[:MAD_SIZE])
-    buf[DR_RETURN_PATH_OFFSET + hop] = port
+    buf[6] = hop_pointer
+    if return_hop is not None:
+        buf[DR_RETURN_PATH_OFFSET + return_hop] = return_port
     return bytes(buf)
 
 
