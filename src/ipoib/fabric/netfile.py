@@ -66,11 +66,11 @@ _WIDTH_ACTIVE = ((8, "12x"), (4, "8x"), (2, "4x"), (16, "2x"), (1, "1x"))
 _SPEED_ACTIVE = ((4, "QDR"), (2, "DDR"), (1, "SDR"))
 _EXT_ACTIVE = ((8, "NDR"), (4, "HDR"), (2, "EDR"), (1, "FDR"))
 
-_PORT_RE = re.compile(r"\[\s*(\d+)\s*\]")
+_PORT_RE = re.compile(r"\[\s*(\d{1,9})\s*\]", re.ASCII)
 _CONN_RE = re.compile(r'lid[^"]*$')
-_CONN_SCAN = re.compile(r"lid\s*[+-]?\d+\s*([+-]?\d+)x\s*(\S{1,9})")
-_C_INT = re.compile(r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*")
-_NUMBER_TAIL = re.compile(r"\s*(\([0-9a-fA-F]*\))?\s*(#.*)?")
+_CONN_SCAN = re.compile(r"lid\s*[+-]?\d{1,9}\s*([+-]?\d{1,9})x\s*(\S{1,9})", re.ASCII)
+_C_INT = re.compile(r"0[xX][0-9a-fA-F]{1,40}|0[0-7]{0,40}|[1-9][0-9]{0,40}")
+_NUMBER_TAIL = re.compile(r"\s*(\([0-9a-fA-F]*\))?\s*(#.*)?", re.ASCII | re.DOTALL)
 _WS = " \t\n\v\f\r"
 
 Where = tuple[str, int]
@@ -97,8 +97,16 @@ def loads(text: str, source: str = "<string>") -> Topology:
     """Parse topology text; ``source`` names it in errors and anchors relative includes."""
     parser = _Parser()
     base = Path(source).parent if not source.startswith("<") else Path(".")
-    parser.read_text(text, source, base, [Path(source).resolve()])
+    parser.read_text(text, source, base, [_resolve(Path(source))])
     return parser.finish(source)
+
+
+def _resolve(path: Path) -> Path:
+    """``path`` made absolute with symlinks resolved where possible (to spot include loops)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return path.absolute()
 
 
 def _c_value(literal: str) -> int:
@@ -209,9 +217,9 @@ class _Parser:
                   stack: list[Path]) -> None:
         """Read one file; ``stack`` holds the files that include it, outermost first."""
         try:
-            resolved = path.resolve()
+            resolved = _resolve(path)
             data = path.read_bytes()
-        except (OSError, RuntimeError) as e:
+        except (OSError, RuntimeError, ValueError) as e:
             err = getattr(e, "strerror", None) or str(e)
             if where is None:
                 raise TopologyError(display, 0, f"cannot read: {err}") from None
@@ -224,6 +232,11 @@ class _Parser:
         self.read_text(text, display, path.parent, [*stack, resolved])
 
     def read_text(self, text: str, file: str, base: Path, stack: list[Path]) -> None:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise TopologyError(file, text.count("\n", 0, e.start) + 1,
+                                "not valid Unicode text (lone surrogate)") from None
         lines = [ln.removesuffix("\r") for ln in text.split("\n")]
         i, full = 0, None
         while i < len(lines):
@@ -252,11 +265,7 @@ class _Parser:
         if len(parts) < 3 or not parts[1]:
             raise TopologyError(*where, 'bad include: expected include "file"')
         target = base / parts[1]
-        try:
-            resolved = target.resolve()
-        except (OSError, RuntimeError):
-            resolved = target.absolute()
-        if resolved in stack:
+        if _resolve(target) in stack:
             raise TopologyError(*where, f'include loop: "{parts[1]}" is already being read')
         if len(stack) >= MAX_INCLUDE_DEPTH:
             raise TopologyError(*where, f"includes nested deeper than {MAX_INCLUDE_DEPTH} levels")
@@ -326,7 +335,7 @@ class _Parser:
         kind = _KIND[word]
         rest = line[len(word):]
         q = rest.find('"')
-        m = re.search(r"\d", rest if q < 0 else rest[:q])
+        m = re.search(r"[0-9]", rest if q < 0 else rest[:q])
         if not m:
             raise TopologyError(*where, f"expected the number of ports after {word!r}")
         nports = _lead_int(rest[m.start():]) or 0
