@@ -28,12 +28,9 @@ Paths follow the wire and OpenSM: ``initial_path[i]`` is the egress port at hop 
 is unused, so a one-hop route out of port 1 is ``initial_path=(0, 1)``. A path given as 64 raw
 bytes is kept byte for byte (OpenSM leaves stack garbage past HopCount; ibsim echoes it).
 
-**Peeks** for dispatch without building objects (each raises :class:`DecodeError` on a buffer
-shorter than the part it reads): :func:`mad_class`, :func:`mad_method`, :func:`mad_status`,
-:func:`mad_tid`, :func:`mad_attr_id`, :func:`mad_attr_mod`, :func:`mad_class_version`,
-:func:`smp_mkey`, :func:`smp_data`, :func:`gmp_data`, :func:`sa_data`, :func:`dr_hop_count`,
-:func:`dr_hop_pointer`, :func:`dr_direction`, :func:`dr_slid`, :func:`dr_dlid`,
-:func:`dr_initial_path`, :func:`dr_return_path`.
+**Peeks** for dispatch without building objects: ``mad_class``, ``mad_method``, ``mad_tid``,
+``mad_attr_id``, ``mad_attr_mod`` and the other ``mad_*``, ``dr_*``, ``smp_*`` functions and
+``gmp_data``/``sa_data``; each raises :class:`DecodeError` on a buffer too short for it.
 """
 
 from __future__ import annotations
@@ -271,6 +268,9 @@ class ClassPortInfo(Record):
     trap_qkey: int = u(68, 32)
 
 
+ATTR_CLASS_PORT_INFO = 0x0001
+"""AttributeID of ClassPortInfo in every GSI class."""
+ATTR_NOTICE = 0x0002
 CPI_IS_TRAP_SUPPORTED = 0x0001
 CPI_IS_GET_SET_NOTICE = 0x0002
 CPI_HAS_CAPABILITY_MASK2 = 0x0004
