@@ -15,6 +15,9 @@ import pytest
 from ipoib.wire.enums import NodeType, Selector
 from ipoib.wire.gid import gid_to_str, parse_gid
 from ipoib.wire.ipoib import broadcast_mgid
+from ipoib.wire.layout import Record
+from ipoib.wire.mad import SA_DATA_OFFSET as SA_DATA_AT
+from ipoib.wire.mad import ClassPortInfo, RmppHeader, SaMad, sa_data
 from ipoib.wire.sa import (
     MCMemberRecord,
     NodeRecord,
@@ -26,17 +29,11 @@ from ipoib.wire.sa import (
 )
 from tests.vectors import SimRecord, read_hex
 
-SA_HEADER_AT = 36  # SM_Key 36-43, AttributeOffset 44-45, reserved, ComponentMask 48-55
-SA_DATA_AT = 56
-
 
 def sa_fields(mad: bytes) -> tuple[int, int, int]:
     """(AttributeID, AttributeOffset, ComponentMask) of an SA MAD (wire-formats.md §5.1)."""
-    return (
-        int.from_bytes(mad[16:18], "big"),
-        int.from_bytes(mad[44:46], "big"),
-        int.from_bytes(mad[48:56], "big"),
-    )
+    v = SaMad.decode(mad)
+    return v.header.attr_id, v.sa.attribute_offset, v.sa.component_mask
 
 
 def printed(path: Path) -> dict[str, str]:
@@ -78,7 +75,7 @@ def test_path_record_response(vectors_dir: Path) -> None:
     attr, attr_offset, mask = sa_fields(mad)
     assert (attr, attr_offset, mask) == (SaAttr.PATH_RECORD, 8, 0x1030)
     assert attr_offset == attribute_offset(PathRecord)
-    table = unpack_records(PathRecord, mad[SA_DATA_AT:], attr_offset)
+    table = unpack_records(PathRecord, sa_data(mad), attr_offset)
     assert not table.truncated
     [pr] = table.records
     assert pr.dgid == parse_gid("fe80::10:1")
@@ -89,7 +86,7 @@ def test_path_record_response(vectors_dir: Path) -> None:
     assert (pr.rate_selector, pr.rate) == (Selector.EXACTLY, 3)
     assert (pr.packet_life_time_selector, pr.packet_life_time) == (Selector.EXACTLY, 0x12)
     assert pr.service_id == 0
-    assert pack_records([pr]) == mad[SA_DATA_AT:]
+    assert pack_records([pr]) == sa_data(mad)
 
 
 def test_path_record_matches_saquery_printout(vectors_dir: Path) -> None:
@@ -128,7 +125,7 @@ def test_mcmember_broadcast_group(vectors_dir: Path) -> None:
     attr, attr_offset, _ = sa_fields(mad)
     assert (attr, attr_offset) == (SaAttr.MC_MEMBER_RECORD, 7)
     assert attr_offset == attribute_offset(MCMemberRecord)
-    table = unpack_records(MCMemberRecord, mad[SA_DATA_AT:], attr_offset)
+    table = unpack_records(MCMemberRecord, sa_data(mad), attr_offset)
     assert not table.truncated
     [g] = table.records
     assert g.mgid == broadcast_mgid(0xFFFF, 2) == parse_gid("ff12:401b:ffff::ffff:ffff")
@@ -140,7 +137,7 @@ def test_mcmember_broadcast_group(vectors_dir: Path) -> None:
     assert (g.tclass, g.sl, g.flow_label, g.hop_limit) == (0, 0, 0, 0)
     assert (g.scope, g.join_state, g.proxy_join) == (2, 0, 0)
     assert g.encode() == mad[SA_DATA_AT : SA_DATA_AT + 52]
-    assert pack_records([g]) == mad[SA_DATA_AT:]
+    assert pack_records([g]) == sa_data(mad)
 
     p = printed(vectors_dir / "saquery_mcmr.txt")
     assert p["MGID"] == gid_to_str(g.mgid)
@@ -155,7 +152,7 @@ def test_mcmember_members_dump(vectors_dir: Path) -> None:
     recs = read_hex(vectors_dir / "saquery_mcm_members.hex")
     replies = [r.valid for r in recs if not r.sent]
     assert [sa_fields(m)[0] for m in replies] == [SaAttr.MC_MEMBER_RECORD, SaAttr.NODE_RECORD]
-    mc = unpack_records(MCMemberRecord, replies[0][SA_DATA_AT:], sa_fields(replies[0])[1])
+    mc = unpack_records(MCMemberRecord, sa_data(replies[0]), sa_fields(replies[0])[1])
     [m] = mc.records
     p = printed(vectors_dir / "saquery_mcm_members.txt")
     assert p["MGID"] == gid_to_str(m.mgid)
@@ -164,7 +161,7 @@ def test_mcmember_members_dump(vectors_dir: Path) -> None:
     assert int(p["ScopeState"], 16) == m.scope << 4 | m.join_state
     assert int(p["ProxyJoin"], 16) == m.proxy_join
     # the NodeRecord table saquery fetched to name the member is the cut one of saquery_nr
-    nr = unpack_records(NodeRecord, replies[1][SA_DATA_AT:], sa_fields(replies[1])[1])
+    nr = unpack_records(NodeRecord, sa_data(replies[1]), sa_fields(replies[1])[1])
     assert nr.truncated
     assert [r.node_description for r in nr.records] == ["Hca1"]
 
@@ -197,7 +194,7 @@ def test_node_record_table_cut_at_one_mad(vectors_dir: Path) -> None:
     assert len(mad) == 256
     attr_offset = sa_fields(mad)[1]
     assert attr_offset == attribute_offset(NodeRecord) == 14
-    data = mad[SA_DATA_AT:]
+    data = sa_data(mad)
     table = unpack_records(NodeRecord, data, attr_offset)
     assert table.truncated  # Switch1's record starts at data byte 112 and is cut at 200
     [hca1] = table.records
@@ -220,12 +217,12 @@ def test_node_record_by_lid(vectors_dir: Path) -> None:
     assert query == NodeRecord(lid=4)
     mad = resp.valid
     assert len(mad) == 168
-    table = unpack_records(NodeRecord, mad[SA_DATA_AT:], sa_fields(mad)[1])
+    table = unpack_records(NodeRecord, sa_data(mad), sa_fields(mad)[1])
     assert not table.truncated
     [hca2] = table.records
     check_node_printout(hca2, printed(vectors_dir / "saquery_nr_lid4.txt"))
     assert hca2.port_guid == 0x100004
-    assert pack_records([hca2]) == mad[SA_DATA_AT:]
+    assert pack_records([hca2]) == sa_data(mad)
     # the embedded NodeInfo comes back out as the 40 bytes an SMA would send
     assert hca2.node_info_bytes() == mad[SA_DATA_AT + 4 : SA_DATA_AT + 44]
     rebuilt = NodeRecord.from_attributes(4, hca2.node_info_bytes(), "Hca2")
@@ -240,8 +237,41 @@ def test_node_record_by_lid(vectors_dir: Path) -> None:
         ("saquery_nr_lid4", NodeRecord),
     ],
 )
-def test_reply_reencodes_byte_exact(vectors_dir: Path, name: str, cls: type) -> None:
+def test_reply_reencodes_byte_exact(vectors_dir: Path, name: str, cls: type[Record]) -> None:
     _, resp = exchange(vectors_dir, name)
-    data = resp.valid[SA_DATA_AT:]
+    data = sa_data(resp.valid)
     table = unpack_records(cls, data, sa_fields(resp.valid)[1])
     assert pack_records(table.records) == data
+
+
+def test_get_table_resp_rmpp_bytes_through_umad2sim(vectors_dir: Path) -> None:
+    """OpenSM leaves RMPP to the kernel: only the Active flag, which umad2sim passes on."""
+    for name in ("saquery_pr", "saquery_mcmr", "saquery_nr", "saquery_nr_lid4"):
+        _, resp = exchange(vectors_dir, name)
+        assert SaMad.decode(resp.valid).rmpp == RmppHeader(rmpp_version=0, rmpp_flags=1)
+
+
+def test_class_port_info_matches_saquery_printout(vectors_dir: Path) -> None:
+    """The record itself is tested with wire/mad.py; here, against saquery's printout."""
+    req, resp = exchange(vectors_dir, "saquery_cpi")
+    assert sa_fields(req.valid)[0] == SaAttr.CLASS_PORT_INFO
+    cpi = ClassPortInfo.decode(sa_data(resp.valid))
+    p = printed(vectors_dir / "saquery_cpi.txt")
+    assert int(p["Base version"]) == cpi.base_version
+    assert int(p["Class version"]) == cpi.class_version
+    assert int(p["Capability mask"], 16) == cpi.capability_mask
+    assert int(p["Capability mask 2"], 16) == cpi.capability_mask2
+    assert int(p["Response time value"], 16) == cpi.resp_time_value
+    assert p["Redirect GID"] == gid_to_str(cpi.redirect_gid)
+    tc_sl_fl = cpi.redirect_tc << 24 | cpi.redirect_sl << 20 | cpi.redirect_fl
+    assert int(p["Redirect TC/SL/FL"], 16) == tc_sl_fl
+    assert int(p["Redirect LID"]) == cpi.redirect_lid
+    assert int(p["Redirect PKey"], 16) == cpi.redirect_pkey
+    assert int(p["Redirect QP"], 16) == cpi.redirect_qp
+    assert int(p["Redirect QKey"], 16) == cpi.redirect_qkey
+    assert p["Trap GID"] == gid_to_str(cpi.trap_gid)
+    assert int(p["Trap TC/SL/FL"], 16) == cpi.trap_tc << 24 | cpi.trap_sl << 20 | cpi.trap_fl
+    assert int(p["Trap LID"]) == cpi.trap_lid
+    assert int(p["Trap PKey"], 16) == cpi.trap_pkey
+    assert int(p["Trap HL/QP"], 16) == cpi.trap_hl << 24 | cpi.trap_qp
+    assert int(p["Trap QKey"], 16) == cpi.trap_qkey

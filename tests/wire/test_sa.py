@@ -97,8 +97,8 @@ def test_linux_ipoib_masks_name_the_right_fields() -> None:
 
 
 def test_enums() -> None:
-    assert SaAttr.PATH_RECORD == 0x35 and SaAttr.MC_MEMBER_RECORD == 0x38
-    assert SaAttr.INFORM_INFO_RECORD == 0xF3 and len(SaAttr) == 22
+    assert SaAttr.PATH_RECORD.value == 0x35 and SaAttr.MC_MEMBER_RECORD.value == 0x38
+    assert SaAttr.INFORM_INFO_RECORD.value == 0xF3 and len(SaAttr) == 22
     assert [s.value >> 8 for s in SaStatus] == list(range(1, 9))
     assert JoinState.FULL | JoinState.SENDONLY_FULL == 0x9
     assert JoinState(0x8) is JoinState.SENDONLY_FULL
