@@ -12,8 +12,12 @@ IBA 13.6, as the Linux MAD layer (``mad_rmpp.c``) runs it, for the SA class:
   NewWindowLast = the highest segment it will accept. It starts at 1 and grows by a window
   whenever the window is filled. The sender never sends past NewWindowLast, retransmits from
   the last ACKed segment on timeout, and aborts (status TmR) after too many retries.
-- STOP (status ResX) from the receiver ends a transfer for lack of resources; ABORT ends
-  it with a reason. ACK, STOP and ABORT copy the DATA header with the R bit flipped.
+- STOP (status ResX) from the receiver ends a transfer for lack of resources; ABORT, from
+  either end, ends it with a reason. The receiver's ACK, STOP and ABORT copy the DATA
+  header with the R bit flipped (Linux ``format_ack``); a sender's ABORT keeps its method.
+- One deviation from Linux: a resent segment the receiver already has in order is answered
+  with an ACK of where it stands (Linux re-ACKs only up to its last ACK), so a sender in
+  retry learns of progress and resets its retry count.
 
 Both ends are sans-I/O: MADs and ``now`` go in, a :class:`Step` comes out (MADs to send,
 payloads delivered, transfers finished, next deadline). Transfers are keyed by (peer, TID);
