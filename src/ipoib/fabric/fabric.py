@@ -1,0 +1,416 @@
+"""The live simulated subnet: nodes built from a :class:`Topology`, packets moving between them.
+
+Packets are ``bytes`` from the first LRH byte to the last pad byte, without ICRC/VCRC. The
+forwarding loop (:meth:`Fabric._hop`) is the hot path: at each hop it reads the DLID by byte
+peeks (LRH bytes 2-3, wire-formats.md §1.1), indexes the switch's LFT ``bytearray``, checks the
+egress port and moves on. It allocates nothing per hop; CRCs are computed only while a tap is
+recording. Multicast fans out through a work queue, never by recursion.
+
+Delivery into a receive queue is synchronous; anything that calls user code (completion
+callbacks, MAD agent handlers, async events) is deferred to :meth:`Fabric.process`, and
+delayed events (MAD delay faults, trap repeats) wait in a heap. The fabric never reads a
+clock: ``now`` comes in through :meth:`process` (and the fault calls), and the next deadline
+goes out through :meth:`get_timer`. A test harness loop is::
+
+    while (t := fabric.get_timer()) is not None:
+        fabric.process(t)
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..wire.capture import PcapWriter
+from ..wire.crc import append_crcs
+from ..wire.enums import NodeType
+from . import agents, hca
+from .node import ACTIVE, Ca, Node, Port, Router, Switch, cable, set_enabled
+from .topology import NodeSpec, Topology
+
+if TYPE_CHECKING:
+    from .hca import Context
+
+MAX_HOPS = 64
+"""Switch hops a packet may take before it is dropped as looping (``hop_limit``)."""
+
+MCAST_BASE = 0xC000
+PERMISSIVE = 0xFFFF
+
+
+class Timer:
+    """A scheduled callback; :meth:`cancel` keeps it from running."""
+
+    __slots__ = ("fn", "when")
+
+    def __init__(self, when: float, fn: Callable[[], None] | None) -> None:
+        self.when = when
+        self.fn = fn
+
+    def cancel(self) -> None:
+        """Do not run this callback."""
+        self.fn = None
+
+
+class Fabric:
+    """A running subnet: switches forwarding by their tables, CAs with verbs, SMAs and PMAs.
+
+    ``seed`` seeds the fabric's own :class:`random.Random`, used only by drop-rate faults.
+    """
+
+    MAX_HOPS = MAX_HOPS
+
+    def __init__(self, topology: Topology, *, seed: int = 0) -> None:
+        self.topology = topology
+        self.now = 0.0
+        self.rng = random.Random(seed)
+        self.nodes: dict[str, Node] = {}
+        self.by_guid: dict[int, Node] = {}
+        self._work: deque[tuple[Port, bytes, int]] = deque()
+        self._pumping = False
+        self._deferred: deque[Callable[[], None]] = deque()
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._seq = 0
+        self._tap: PcapWriter | None = None
+        self._tap_ports: frozenset[Port] | None = None
+        for spec in topology.nodes:
+            self._add_node(spec)
+        for link in topology.links:
+            a = self.nodes[link.a].ports[link.a_port]
+            b = self.nodes[link.b].ports[link.b_port]
+            for p in (a, b):
+                p.width_enabled = link.width
+                p.speed_enabled = link.speed
+                p.speed_ext_enabled = link.ext_speed
+                p.width_supported = 0x1F if p.node.is_switch else 0x03 | link.width
+                p.speed_supported = 0x07
+            cable(a, b)
+
+    # --- construction ------------------------------------------------------------------------
+
+    def _add_node(self, spec: NodeSpec) -> None:
+        if spec.kind == NodeType.SWITCH:
+            guids = [spec.port_guids[0]] * (spec.nports + 1)
+        else:
+            guids = [spec.node_guid, *spec.port_guids]
+            guids += [spec.node_guid + i for i in range(len(guids), spec.nports + 1)]
+        kw: dict[str, Any] = {
+            "name": spec.name, "guid": spec.node_guid, "sys_guid": spec.sys_guid,
+            "nports": spec.nports, "port_guids": guids, "desc": spec.description,
+            "vendor_id": spec.vendor_id, "device_id": spec.device_id,
+        }
+        node: Node
+        if spec.kind == NodeType.SWITCH:
+            node = Switch(self, enhanced_port0=spec.enhanced_port0, **kw)
+        elif spec.kind == NodeType.ROUTER:
+            node = Router(self, **kw)
+        else:
+            node = Ca(self, **kw)
+        for pnum, lid in spec.lids.items():
+            if 0 <= pnum <= spec.nports:
+                node.ports[pnum].lid = lid
+                node.lid_changed(node.ports[pnum], 0)
+        self.nodes[spec.name] = node
+        self.by_guid[spec.node_guid] = node
+
+    def node(self, name: str) -> Node:
+        """The node named ``name`` (KeyError if absent)."""
+        return self.nodes[name]
+
+    def port(self, name: str, num: int) -> Port:
+        """Port ``num`` of node ``name``."""
+        return self.nodes[name].port(num)
+
+    @property
+    def switches(self) -> list[Switch]:
+        """All switches, in topology order."""
+        return [n for n in self.nodes.values() if isinstance(n, Switch)]
+
+    @property
+    def cas(self) -> list[Ca]:
+        """All channel adapters (and routers), in topology order."""
+        return [n for n in self.nodes.values() if isinstance(n, Ca)]
+
+    def context(self, name: str) -> Context:
+        """Open a verbs :class:`~ipoib.fabric.hca.Context` on the CA ``name``."""
+        node = self.nodes[name]
+        if not isinstance(node, Ca):
+            raise TypeError(f"{name} is not a channel adapter")
+        return hca.Context(self, node)
+
+    def open_mad_agent(
+        self, name: str, port_num: int, mgmt_class: int, class_version: int = 1,
+        handler: Callable[[agents.ReceivedMad], None] | None = None,
+    ) -> agents.MadAgent:
+        """Register a MAD agent on any node's port (switch port 0 included)."""
+        return agents.MadAgent(self, self.nodes[name], port_num, mgmt_class, class_version,
+                               handler)
+
+    # --- time ----------------------------------------------------------------------------------
+
+    def defer(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` from the next :meth:`process` call (never re-entrantly)."""
+        self._deferred.append(fn)
+
+    def schedule(self, when: float, fn: Callable[[], None]) -> Timer:
+        """Run ``fn`` from the first :meth:`process` call with ``now >= when``."""
+        t = Timer(when, fn)
+        self._seq += 1
+        heapq.heappush(self._timers, (when, self._seq, t))
+        return t
+
+    def get_timer(self) -> float | None:
+        """When :meth:`process` next has work: ``now`` if callbacks are pending, else the
+        earliest scheduled event, else None."""
+        if self._deferred:
+            return self.now
+        timers = self._timers
+        while timers and timers[0][2].fn is None:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def process(self, now: float) -> None:
+        """Advance the clock to ``now``: run due timers and every deferred callback."""
+        self.now = max(self.now, now)
+        timers, deferred = self._timers, self._deferred
+        while True:
+            while timers and timers[0][0] <= self.now:
+                t = heapq.heappop(timers)[2]
+                fn, t.fn = t.fn, None
+                if fn is not None:
+                    fn()
+            if not deferred:
+                break
+            while deferred:
+                deferred.popleft()()
+
+    handle_timer = process
+
+    # --- the forwarding loop ---------------------------------------------------------------------
+
+    def transmit(self, port: Port, pkt: bytes, hops: int = 0) -> None:
+        """Send ``pkt`` out of ``port`` (the node's own egress); it is carried to its end
+        before this returns, unless a transmit is already in progress (then it queues)."""
+        if self._pumping:
+            self._work.append((port, pkt, hops))
+            return
+        self._pumping = True
+        try:
+            self._hop(port, pkt, hops)
+            work = self._work
+            while work:
+                self._hop(*work.popleft())
+        finally:
+            self._pumping = False
+
+    def _pump(self) -> None:
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            work = self._work
+            while work:
+                self._hop(*work.popleft())
+        finally:
+            self._pumping = False
+
+    def route_from(self, node: Node, pkt: bytes) -> None:
+        """Send ``pkt`` from a node's management side: a switch forwards it by its LFT as if
+        it had arrived on port 0; a CA sends it out of port 1."""
+        if isinstance(node, Switch):
+            self.loopback(node.ports[0], pkt)
+        else:
+            self.transmit(node.ports[1], pkt)
+
+    def loopback(self, port: Port, pkt: bytes) -> None:
+        """Hand ``pkt`` to ``port`` from inside its own node (an HCA looping a send to its
+        own LID back, a switch's management port): no link, no counters, queued."""
+        self._work.append((port, pkt, -1))
+        self._pump()
+
+    def inject(self, name: str, port_num: int, pkt: bytes) -> None:
+        """Hand raw bytes to a port as if they had arrived from its cable (tests, fuzzing).
+        Bad bytes are counted, never raised."""
+        port = self.nodes[name].ports[port_num]
+        port.rcv_pkts += 1
+        port.rcv_words += (len(pkt) >> 2) + 1
+        self._work.append((port, bytes(pkt), -1))
+        self._pump()
+
+    def _hop(self, port: Port, pkt: bytes, hops: int) -> None:
+        """Carry ``pkt`` out of ``port`` and on through switches until it is delivered,
+        dropped or fanned out. The common case (a unicast LFT hit) loops here."""
+        if hops < 0:  # an injected packet: it arrives at ``port`` rather than leaving it
+            self._arrive(port, pkt)
+            return
+        while True:
+            peer = port.peer
+            if peer is None or not port.up:
+                port.drops["link_down"] += 1
+                return
+            if pkt[0] < 0xF0 and (port.state != ACTIVE or peer.state != ACTIVE):
+                port.drops["port_not_active"] += 1
+                return
+            words = (len(pkt) >> 2) + 1
+            port.xmit_pkts += 1
+            port.xmit_words += words
+            if self._tap is not None and (self._tap_ports is None or port in self._tap_ports):
+                self._tap.write_ib(self.now, append_crcs(pkt))
+            if port.loss and self.rng.random() < port.loss:
+                peer.drops["fault_drop"] += 1
+                return
+            peer.rcv_pkts += 1
+            peer.rcv_words += words
+            node = peer.node
+            if not isinstance(node, Switch):
+                hca.receive(self, node, peer, pkt)
+                return
+            hops += 1
+            if hops > MAX_HOPS:
+                peer.drops["hop_limit"] += 1
+                return
+            dlid = pkt[2] << 8 | pkt[3]
+            out = node.lft[dlid] if dlid <= node.top else 0
+            if out == 0 or out > node.nports or node.lid_lo <= dlid <= node.lid_hi:
+                nxt = self._switch(node, peer, pkt, hops)
+                if nxt is None:
+                    return
+                port = nxt
+            else:
+                port = node.ports[out]
+
+    def _arrive(self, port: Port, pkt: bytes) -> None:
+        node = port.node
+        if not isinstance(node, Switch):
+            hca.receive(self, node, port, pkt)
+        elif len(pkt) < 8:
+            port.drops["malformed"] += 1
+        else:
+            nxt = self._switch(node, port, pkt, 0)
+            if nxt is not None:
+                self._work.append((nxt, pkt, 0))
+
+    def _switch(self, sw: Switch, inp: Port, pkt: bytes, hops: int) -> Port | None:
+        """The slow half of a switch hop: its own LIDs, the permissive DLID, multicast, LFT
+        misses. Returns the egress port when the packet goes on as unicast."""
+        dlid = pkt[2] << 8 | pkt[3]
+        if dlid == PERMISSIVE:
+            if pkt[0] >= 0xF0:  # a directed-route SMP: the switch's SMI decides
+                agents.receive(self, sw, sw.ports[0], pkt, inp.num)
+            else:
+                inp.drops["bad_dlid"] += 1
+            return None
+        if dlid >= MCAST_BASE:
+            self._multicast(sw, inp, pkt, dlid, hops)
+            return None
+        if dlid == 0:
+            inp.drops["bad_dlid"] += 1
+            return None
+        if sw.lid_lo <= dlid <= sw.lid_hi:
+            agents.receive(self, sw, sw.ports[0], pkt, inp.num)
+            return None
+        if dlid > sw.top:
+            inp.drops["lid_beyond_top"] += 1
+            return None
+        out = sw.lft[dlid]
+        if out == 0:
+            agents.receive(self, sw, sw.ports[0], pkt, inp.num)
+            return None
+        if out > sw.nports:
+            inp.drops["no_route"] += 1
+            return None
+        return sw.ports[out]
+
+    def _multicast(self, sw: Switch, inp: Port, pkt: bytes, mlid: int, hops: int) -> None:
+        """Replicate to every port in the MFT mask except the ingress port (IBA 18.2.4.3.2);
+        the management port (bit 0) takes no multicast, MADs are never multicast."""
+        idx = mlid - MCAST_BASE
+        mask = sw.mft[idx] if idx < len(sw.mft) else 0
+        mask &= ~(1 << inp.num) & ~1
+        if not mask:
+            inp.drops["mcast_no_route"] += 1
+            return
+        ports, nports, work = sw.ports, sw.nports, self._work
+        while mask:
+            low = mask & -mask
+            n = low.bit_length() - 1
+            mask ^= low
+            if n <= nports:
+                p = ports[n]
+                p.xmit_mcast += 1
+                work.append((p, pkt, hops))
+        self._pump()
+
+    # --- capture -------------------------------------------------------------------------------
+
+    def capture(self, writer: PcapWriter, ports: Iterable[tuple[str, int]] | None = None) -> None:
+        """Record every packet leaving the chosen ``(node, port)`` egress points (all ports
+        when None) to ``writer`` (an ERF :class:`~ipoib.wire.capture.PcapWriter`), with
+        ICRC and VCRC appended and the fabric's ``now`` as timestamp."""
+        self._tap = writer
+        self._tap_ports = None if ports is None else frozenset(
+            self.nodes[n].ports[p] for n, p in ports)
+
+    def stop_capture(self) -> None:
+        """Stop recording."""
+        self._tap = None
+        self._tap_ports = None
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    def _advance(self, now: float | None) -> None:
+        if now is not None and now > self.now:
+            self.now = now
+
+    def link_down(self, name: str, port_num: int, now: float | None = None) -> None:
+        """Take the link at ``(name, port_num)`` down: both ends go to DOWN / Polling."""
+        self._advance(now)
+        set_enabled(self.nodes[name].ports[port_num], False)
+
+    def link_up(self, name: str, port_num: int, now: float | None = None) -> None:
+        """Bring the link back: both ends train to INIT (the SM must activate them again)."""
+        self._advance(now)
+        set_enabled(self.nodes[name].ports[port_num], True)
+
+    def set_drop_rate(self, name: str, port_num: int, probability: float) -> None:
+        """Lose packets leaving ``(name, port_num)`` with ``probability`` (seeded RNG);
+        the receiving port counts them as ``fault_drop`` (PortRcvErrors)."""
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"probability {probability} is not in [0, 1]")
+        self.nodes[name].ports[port_num].loss = probability
+
+    def set_mad_delay(self, name: str, seconds: float) -> None:
+        """Delay every MAD the node's SMA/PMA answers by ``seconds``."""
+        if seconds < 0:
+            raise ValueError("a delay cannot be negative")
+        self.nodes[name].mad_delay = seconds
+
+    def set_issm(self, name: str, port_num: int, on: bool = True) -> None:
+        """Set or clear PortInfo.CapabilityMask.IsSM, as an SM does when it starts."""
+        agents.set_issm(self.nodes[name].port(port_num), on)
+
+    # --- traps -----------------------------------------------------------------------------------
+
+    def trap_port_state_change(self, sw: Switch) -> None:
+        """Send Trap 128 from ``sw`` to its master SM, if one has programmed it."""
+        agents.send_trap_128(self, sw)
+
+    # --- inspection ------------------------------------------------------------------------------
+
+    def drops(self) -> Counter[str]:
+        """Every drop in the fabric, by reason."""
+        total: Counter[str] = Counter()
+        for n in self.nodes.values():
+            total.update(n.all_drops())
+        return +total
+
+    def lid_owner(self, lid: int) -> Port | None:
+        """The port answering to ``lid`` (a CA port or a switch's port 0), if any."""
+        for n in self.nodes.values():
+            for p in n.ports:
+                if p.owns_lid(lid) and (p.num != 0 or n.is_switch):
+                    return p
+        return None

@@ -1,0 +1,776 @@
+"""A verbs-like API for the simulated HCAs, named after pyverbs (style-anchors.md §5).
+
+``Context`` (a device) → ``PD`` → ``CQ`` / ``QP`` / ``AH``; work requests ``SendWR`` and
+``RecvWR``; completions ``WC``. MADs use :meth:`Context.open_mad_agent` (QP0/QP1, like
+``umad_register``). What the data path does, as an HCA does it:
+
+- **send** (UD): the address handle keeps a prebuilt :class:`~ipoib.wire.ib.UdTemplate` per
+  (QP, Q_Key, P_Key, SLID), so a send is one ``bytes.join`` and a hand-off to the fabric. A
+  remote Q_Key with bit 31 set means "use the QP's Q_Key" (controlled Q_Key). Payloads over
+  the port's active MTU complete with ``LOC_LEN_ERR``. Multicast is also looped back to every
+  QP of the port attached to the group, the sender included (real HCAs do; IPoIB drops its
+  own echo by SLID and QPN), unless the QP was created with ``BLOCK_SELF_MCAST_LB``.
+- **receive**: P_Key against the QP's P_Key (a limited member cannot talk to a limited
+  member), Q_Key against the QP's Q_Key, MTU; no posted receive means the packet is dropped
+  (counted, as HW does). A completion's ``byte_len`` includes the 40-byte GRH area every UD
+  receive buffer starts with; ``WC.grh`` holds the GRH when one came (``wc_flags`` GRH), and
+  ``WC.data`` the payload.
+
+Completion callbacks (``CQ.req_notify``) and async events run deferred, from
+:meth:`Fabric.process`. RC QPs have their state machine but no transport yet.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum, IntFlag
+from typing import TYPE_CHECKING, Self
+
+from ..wire.errors import DecodeError
+from ..wire.gid import make_gid
+from ..wire.ib import (
+    GRH_SIZE,
+    LNH_GLOBAL,
+    LRH_SIZE,
+    MULTICAST_QPN,
+    OP_UD_SEND_ONLY_IMM,
+    Grh,
+    UdTemplate,
+    bth_dest_qp,
+    bth_pkey,
+    build_ud,
+    check_ud,
+    deth_qkey,
+    deth_src_qp,
+    ud_payload,
+)
+from . import agents
+from .node import Ca, Node, Port
+
+if TYPE_CHECKING:
+    from .fabric import Fabric
+
+PERMISSIVE = 0xFFFF
+MCAST_BASE = 0xC000
+
+
+class VerbsError(Exception):
+    """A verb failed (pyverbs raises ``PyverbsRDMAError(msg, errno)`` for the same)."""
+
+    def __init__(self, msg: str, error: int = errno.EINVAL) -> None:
+        super().__init__(msg)
+        self.errno = error
+
+
+class QPType(IntEnum):
+    """``ibv_qp_type``."""
+
+    RC = 2
+    UC = 3
+    UD = 4
+
+
+class QPState(IntEnum):
+    """``ibv_qp_state``."""
+
+    RESET = 0
+    INIT = 1
+    RTR = 2
+    RTS = 3
+    SQD = 4
+    SQE = 5
+    ERR = 6
+
+
+class WCStatus(IntEnum):
+    """``ibv_wc_status`` (the ones this simulator produces)."""
+
+    SUCCESS = 0
+    LOC_LEN_ERR = 1
+    LOC_QP_OP_ERR = 2
+    WR_FLUSH_ERR = 5
+
+
+class WCOpcode(IntEnum):
+    """``ibv_wc_opcode``."""
+
+    SEND = 0
+    RECV = 128
+
+
+class WCFlags(IntFlag):
+    """``ibv_wc_flags``."""
+
+    GRH = 1
+    WITH_IMM = 2
+
+
+class WROpcode(IntEnum):
+    """``ibv_wr_opcode`` (UD supports the two sends)."""
+
+    SEND = 2
+    SEND_WITH_IMM = 3
+
+
+class SendFlags(IntFlag):
+    """``ibv_send_flags``."""
+
+    SIGNALED = 2
+    SOLICITED = 4
+
+
+class QPCreateFlags(IntFlag):
+    """``ibv_qp_create_flags``."""
+
+    BLOCK_SELF_MCAST_LB = 2
+
+
+_QP_TRANSITIONS: dict[QPState, frozenset[QPState]] = {
+    QPState.RESET: frozenset({QPState.RESET, QPState.INIT, QPState.ERR}),
+    QPState.INIT: frozenset({QPState.RESET, QPState.INIT, QPState.RTR, QPState.ERR}),
+    QPState.RTR: frozenset({QPState.RESET, QPState.RTS, QPState.ERR}),
+    QPState.RTS: frozenset({QPState.RESET, QPState.RTS, QPState.SQD, QPState.ERR}),
+    QPState.SQD: frozenset({QPState.RESET, QPState.RTS, QPState.SQD, QPState.ERR}),
+    QPState.SQE: frozenset({QPState.RESET, QPState.RTS, QPState.ERR}),
+    QPState.ERR: frozenset({QPState.RESET, QPState.ERR}),
+}
+"""Allowed ``ibv_modify_qp`` state transitions (IBA 10.3.1, Figure 124)."""
+
+
+# --- plain attribute objects -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAttr:
+    """``ibv_query_device`` (the fields that mean something here)."""
+
+    node_guid: int
+    sys_image_guid: int
+    vendor_id: int
+    vendor_part_id: int
+    hw_ver: int
+    phys_port_cnt: int
+    max_qp: int = 1 << 16
+    max_qp_wr: int = 1 << 15
+    max_cq: int = 1 << 16
+    max_cqe: int = 1 << 22
+    max_pkeys: int = 64
+    max_mcast_grp: int = 1 << 13
+    max_mcast_qp_attach: int = 1 << 10
+
+
+@dataclass(frozen=True, slots=True)
+class PortAttr:
+    """``ibv_query_port``: state, addressing and MTUs of one port."""
+
+    state: int
+    max_mtu: int
+    active_mtu: int
+    gid_tbl_len: int
+    port_cap_flags: int
+    max_msg_sz: int
+    pkey_tbl_len: int
+    lid: int
+    sm_lid: int
+    lmc: int
+    max_vl_num: int
+    sm_sl: int
+    subnet_timeout: int
+    active_width: int
+    active_speed: int
+    phys_state: int
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncEvent:
+    """An asynchronous event (``ibv_get_async_event``): a name and the port it concerns."""
+
+    event_type: str
+    port_num: int
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalRoute:
+    """The GRH part of an address handle."""
+
+    dgid: bytes
+    flow_label: int = 0
+    sgid_index: int = 0
+    hop_limit: int = 0xFF
+    traffic_class: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AHAttr:
+    """Address handle attributes: where a UD send goes."""
+
+    dlid: int
+    sl: int = 0
+    src_path_bits: int = 0
+    static_rate: int = 0
+    is_global: bool = False
+    port_num: int = 1
+    gr: GlobalRoute | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QPCap:
+    """Queue sizes of a QP."""
+
+    max_send_wr: int = 128
+    max_recv_wr: int = 128
+    max_send_sge: int = 1
+    max_recv_sge: int = 1
+    max_inline_data: int = 0
+
+
+@dataclass(slots=True)
+class QPAttr:
+    """``ibv_qp_attr``: what :meth:`QP.modify` sets and :meth:`QP.query` reports."""
+
+    qp_state: QPState = QPState.RESET
+    qkey: int = 0
+    pkey_index: int = 0
+    port_num: int = 1
+    sq_psn: int = 0
+    path_mtu: int = 4
+
+
+@dataclass(slots=True)
+class QPInitAttr:
+    """``ibv_qp_init_attr``."""
+
+    qp_type: QPType = QPType.UD
+    scq: CQ | None = None
+    rcq: CQ | None = None
+    cap: QPCap = field(default_factory=QPCap)
+    sq_sig_all: bool = True
+    create_flags: int = 0
+
+
+@dataclass(slots=True)
+class SendWR:
+    """A send work request; ``payload`` replaces a scatter/gather list."""
+
+    wr_id: int = 0
+    payload: bytes = b""
+    opcode: WROpcode = WROpcode.SEND
+    send_flags: int = SendFlags.SIGNALED
+    imm_data: int = 0
+    ah: AH | None = None
+    remote_qpn: int = 0
+    remote_qkey: int = 0
+
+    def set_wr_ud(self, ah: AH, rqpn: int, rqkey: int) -> None:
+        """Address the request (pyverbs ``SendWR.set_wr_ud``)."""
+        self.ah, self.remote_qpn, self.remote_qkey = ah, rqpn, rqkey
+
+
+@dataclass(frozen=True, slots=True)
+class RecvWR:
+    """A receive work request: a buffer of ``length`` bytes (the GRH area included)."""
+
+    wr_id: int = 0
+    length: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class WC:
+    """A work completion. ``byte_len`` of a UD receive counts the 40-byte GRH area."""
+
+    wr_id: int
+    status: WCStatus
+    opcode: WCOpcode
+    byte_len: int
+    qp_num: int
+    src_qp: int = 0
+    pkey_index: int = 0
+    slid: int = 0
+    sl: int = 0
+    dlid_path_bits: int = 0
+    wc_flags: int = 0
+    imm_data: int = 0
+    grh: bytes | None = None
+    data: bytes = b""
+
+    @property
+    def buffer(self) -> bytes:
+        """The receive buffer as hardware fills it: 40 GRH bytes (zeros without GRH), data."""
+        return (self.grh or bytes(GRH_SIZE)) + self.data
+
+
+# --- device, PD, CQ, AH ----------------------------------------------------------------------
+
+
+class Context:
+    """An open HCA (``ibv_open_device``). Also the place for MAD agents and async events."""
+
+    def __init__(self, fabric: Fabric, node: Ca) -> None:
+        self.fabric = fabric
+        self.node = node
+        self.name = node.name
+        self._events: deque[AsyncEvent] = deque()
+        self._event_handler: Callable[[AsyncEvent], None] | None = None
+        self._agents: list[agents.MadAgent] = []
+        node.contexts.append(self)
+
+    def close(self) -> None:
+        """Close the device and the MAD agents opened through it."""
+        for a in self._agents:
+            a.close()
+        if self in self.node.contexts:
+            self.node.contexts.remove(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _port(self, port_num: int) -> Port:
+        if not 1 <= port_num <= self.node.nports:
+            raise VerbsError(f"{self.name} has no port {port_num}")
+        return self.node.ports[port_num]
+
+    def query_device(self) -> DeviceAttr:
+        """Device identity and limits."""
+        n = self.node
+        return DeviceAttr(node_guid=n.guid, sys_image_guid=n.sys_guid, vendor_id=n.vendor_id,
+                          vendor_part_id=n.device_id, hw_ver=n.revision,
+                          phys_port_cnt=n.nports)
+
+    def query_port(self, port_num: int) -> PortAttr:
+        """State, LID, SM LID, LMC and MTUs of a port."""
+        p = self._port(port_num)
+        return PortAttr(
+            state=p.state, max_mtu=p.mtu_cap, active_mtu=p.active_mtu,
+            gid_tbl_len=p.extra.get("guid_cap", 1) or 1, port_cap_flags=p.cap_mask,
+            max_msg_sz=1 << 31, pkey_tbl_len=len(p.pkeys), lid=p.lid, sm_lid=p.master_sm_lid,
+            lmc=p.lmc, max_vl_num=p.vl_cap, sm_sl=p.master_sm_sl,
+            subnet_timeout=p.subnet_timeout, active_width=p.width_active,
+            active_speed=p.speed_active, phys_state=p.phys,
+        )
+
+    def query_gid(self, port_num: int, index: int) -> bytes:
+        """GID ``index`` of a port: index 0 is subnet prefix + port GUID; others are unset."""
+        p = self._port(port_num)
+        if index < 0 or index >= max(p.extra.get("guid_cap", 1), 1):
+            raise VerbsError(f"GID index {index} out of range")
+        return make_gid(p.gid_prefix, p.guid) if index == 0 else bytes(16)
+
+    def query_pkey(self, port_num: int, index: int) -> int:
+        """P_Key table entry ``index``."""
+        p = self._port(port_num)
+        if not 0 <= index < len(p.pkeys):
+            raise VerbsError(f"P_Key index {index} out of range")
+        return p.pkeys[index]
+
+    def get_pkey_index(self, port_num: int, pkey: int) -> int:
+        """The index holding exactly ``pkey`` (``ibv_get_pkey_index``)."""
+        p = self._port(port_num)
+        try:
+            return p.pkeys.index(pkey)
+        except ValueError:
+            raise VerbsError(f"P_Key {pkey:#06x} not in the table", errno.ENOENT) from None
+
+    def set_async_handler(self, handler: Callable[[AsyncEvent], None] | None) -> None:
+        """Have events delivered to ``handler`` (deferred) instead of queued."""
+        self._event_handler = handler
+
+    def post_async_event(self, port_num: int, event_type: str) -> None:
+        """Queue an event (called by the node when its ports change)."""
+        ev = AsyncEvent(event_type, port_num)
+        handler = self._event_handler
+        if handler is None:
+            self._events.append(ev)
+        else:
+            self.fabric.defer(lambda: handler(ev))
+
+    def get_async_event(self) -> AsyncEvent | None:
+        """The oldest queued async event, or None."""
+        return self._events.popleft() if self._events else None
+
+    def open_mad_agent(
+        self, port_num: int, mgmt_class: int, class_version: int = 1,
+        handler: Callable[[agents.ReceivedMad], None] | None = None,
+    ) -> agents.MadAgent:
+        """Register for MADs of ``mgmt_class`` on ``port_num`` (QP0 for SMPs, else QP1)."""
+        self._port(port_num)
+        agent = agents.MadAgent(self.fabric, self.node, port_num, mgmt_class, class_version,
+                                handler)
+        self._agents.append(agent)
+        return agent
+
+    def set_issm(self, port_num: int, on: bool = True) -> None:
+        """Set PortInfo.CapabilityMask.IsSM, as opening ``/dev/infiniband/issmN`` does."""
+        agents.set_issm(self._port(port_num), on)
+
+
+class PD:
+    """A protection domain; it only groups objects here."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+
+class CQ:
+    """A completion queue. ``req_notify`` arms a one-shot call of the completion handler
+    (deferred) on the next completion."""
+
+    def __init__(self, ctx: Context, cqe: int = 1024,
+                 comp_handler: Callable[[CQ], None] | None = None) -> None:
+        self.ctx = ctx
+        self.cqe = cqe
+        self.comp_handler = comp_handler
+        self._entries: deque[WC] = deque()
+        self._armed = False
+        self.overflows = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def poll(self, num_entries: int = 1) -> list[WC]:
+        """Up to ``num_entries`` completions, oldest first."""
+        e = self._entries
+        return [e.popleft() for _ in range(min(num_entries, len(e)))]
+
+    def req_notify(self, solicited_only: bool = False) -> None:
+        """Arm the completion handler for the next completion."""
+        self._armed = True
+
+    def push(self, wc: WC) -> bool:
+        """Add a completion; False when the CQ is full (the completion is lost)."""
+        if len(self._entries) >= self.cqe:
+            self.overflows += 1
+            return False
+        self._entries.append(wc)
+        if self._armed and self.comp_handler is not None:
+            self._armed = False
+            handler = self.comp_handler
+            self.ctx.fabric.defer(lambda: handler(self))
+        return True
+
+
+class AH:
+    """An address handle; it caches the prebuilt UD headers its sends use."""
+
+    def __init__(self, pd: PD, attr: AHAttr) -> None:
+        self.pd = pd
+        self.attr = attr
+        self.port = pd.ctx._port(attr.port_num)
+        if attr.is_global and attr.gr is None:
+            raise VerbsError("a global AH needs a GlobalRoute")
+        self._templates: dict[tuple[int, int, int, int], UdTemplate] = {}
+
+    def _grh(self) -> Grh | None:
+        gr = self.attr.gr
+        if not self.attr.is_global or gr is None:
+            return None
+        sgid = self.pd.ctx.query_gid(self.attr.port_num, gr.sgid_index)
+        return Grh(tclass=gr.traffic_class, flow_label=gr.flow_label, hop_lmt=gr.hop_limit,
+                   sgid=sgid, dgid=gr.dgid)
+
+    def template(self, src_qp: int, qkey: int, pkey: int, dest_qp: int) -> UdTemplate:
+        """The header for sends from ``src_qp`` (cached while LID and P_Key stay put)."""
+        port = self.port
+        slid = port.lid | self.attr.src_path_bits
+        key = (src_qp << 24 | dest_qp, qkey, pkey, slid)
+        t = self._templates.get(key)
+        if t is None:
+            if len(self._templates) > 64:
+                self._templates.clear()
+            t = UdTemplate(vl=0, sl=self.attr.sl, dlid=self.attr.dlid, slid=slid, pkey=pkey,
+                           dest_qp=dest_qp, qkey=qkey, src_qp=src_qp, grh=self._grh())
+            self._templates[key] = t
+        return t
+
+
+# --- queue pairs -----------------------------------------------------------------------------
+
+
+class QP:
+    """A queue pair. UD is implemented; RC has the state machine and no transport yet
+    (its sends raise, packets to it are dropped as ``no_qp``)."""
+
+    def __init__(self, pd: PD, init_attr: QPInitAttr, qp_attr: QPAttr | None = None) -> None:
+        ctx = pd.ctx
+        if init_attr.scq is None or init_attr.rcq is None:
+            raise VerbsError("a QP needs a send and a receive CQ")
+        self.pd = pd
+        self.ctx = ctx
+        self.node = ctx.node
+        self.qp_type = init_attr.qp_type
+        self.scq: CQ = init_attr.scq
+        self.rcq: CQ = init_attr.rcq
+        self.cap = init_attr.cap
+        self.sq_sig_all = init_attr.sq_sig_all
+        self.create_flags = init_attr.create_flags
+        self.qp_num = self.node.next_qpn
+        self.node.next_qpn += 1
+        self.state = QPState.RESET
+        self.qkey = 0
+        self.pkey_index = 0
+        self.port_num = 1
+        self.sq_psn = 0
+        self.rq: deque[RecvWR] = deque()
+        self.mcast: set[tuple[bytes, int]] = set()
+        self.node.qps[self.qp_num] = self
+        if qp_attr is not None and self.qp_type == QPType.UD:
+            self.to_init(qp_attr)
+            self.to_rtr(qp_attr)
+            self.to_rts(qp_attr)
+
+    def __repr__(self) -> str:
+        return f"<QP {self.node.name} {self.qp_num:#x} {self.qp_type.name} {self.state.name}>"
+
+    @property
+    def qp_state(self) -> QPState:
+        """The current state."""
+        return self.state
+
+    def close(self) -> None:
+        """Destroy the QP: detach from groups, forget it."""
+        for gid, lid in list(self.mcast):
+            self.detach_mcast(gid, lid)
+        self.node.qps.pop(self.qp_num, None)
+        self.state = QPState.RESET
+
+    # state machine
+
+    def modify(self, attr: QPAttr) -> None:
+        """Move to ``attr.qp_state``, taking the attributes that state needs."""
+        new = QPState(attr.qp_state)
+        if new not in _QP_TRANSITIONS[self.state]:
+            raise VerbsError(f"QP {self.qp_num:#x}: {self.state.name} -> {new.name} is invalid")
+        if new == QPState.INIT and self.state in (QPState.RESET, QPState.INIT):
+            if not 1 <= attr.port_num <= self.node.nports:
+                raise VerbsError(f"no port {attr.port_num}")
+            if not 0 <= attr.pkey_index < len(self.node.ports[attr.port_num].pkeys):
+                raise VerbsError(f"P_Key index {attr.pkey_index} out of range")
+            self.port_num, self.pkey_index, self.qkey = attr.port_num, attr.pkey_index, attr.qkey
+        if new == QPState.RTS:
+            self.sq_psn = attr.sq_psn
+        if new in (QPState.RESET, QPState.ERR):
+            flushed = list(self.rq)
+            self.rq.clear()
+            if new == QPState.ERR:
+                for wr in flushed:
+                    self.rcq.push(WC(wr.wr_id, WCStatus.WR_FLUSH_ERR, WCOpcode.RECV, 0,
+                                     self.qp_num))
+        self.state = new
+
+    def to_init(self, attr: QPAttr) -> None:
+        """RESET -> INIT with port, P_Key index and Q_Key."""
+        attr.qp_state = QPState.INIT
+        self.modify(attr)
+
+    def to_rtr(self, attr: QPAttr | None = None) -> None:
+        """INIT -> RTR."""
+        a = attr or QPAttr()
+        a.qp_state = QPState.RTR
+        self.modify(a)
+
+    def to_rts(self, attr: QPAttr | None = None) -> None:
+        """RTR -> RTS."""
+        a = attr or QPAttr(sq_psn=self.sq_psn)
+        a.qp_state = QPState.RTS
+        self.modify(a)
+
+    def query(self) -> QPAttr:
+        """The current attributes."""
+        return QPAttr(qp_state=self.state, qkey=self.qkey, pkey_index=self.pkey_index,
+                      port_num=self.port_num, sq_psn=self.sq_psn)
+
+    # work requests
+
+    def post_recv(self, wr: RecvWR) -> None:
+        """Post a receive buffer (allowed from INIT on)."""
+        if self.state == QPState.RESET:
+            raise VerbsError("cannot post receives in RESET")
+        if len(self.rq) >= self.cap.max_recv_wr:
+            raise VerbsError("receive queue full", errno.ENOMEM)
+        self.rq.append(wr)
+
+    def post_send(self, wr: SendWR) -> None:
+        """Send one work request (UD: needs RTS and an AH)."""
+        if self.qp_type != QPType.UD:
+            raise VerbsError("RC transport is not implemented", errno.EOPNOTSUPP)
+        if self.state != QPState.RTS:
+            raise VerbsError(f"QP {self.qp_num:#x} is {self.state.name}, not RTS")
+        ah = wr.ah
+        if ah is None:
+            raise VerbsError("a UD send needs an AH")
+        port = ah.port
+        payload = wr.payload
+        signaled = self.sq_sig_all or wr.send_flags & SendFlags.SIGNALED
+        if len(payload) > 128 << port.active_mtu:
+            self.scq.push(WC(wr.wr_id, WCStatus.LOC_LEN_ERR, WCOpcode.SEND, len(payload),
+                             self.qp_num))
+            return
+        qkey = self.qkey if wr.remote_qkey & 0x8000_0000 else wr.remote_qkey
+        pkeys = port.pkeys
+        pkey = pkeys[self.pkey_index] if self.pkey_index < len(pkeys) else 0
+        dlid = ah.attr.dlid
+        mcast = MCAST_BASE <= dlid < PERMISSIVE
+        dest_qp = MULTICAST_QPN if mcast else wr.remote_qpn
+        if wr.opcode == WROpcode.SEND_WITH_IMM:
+            pkt = build_ud(vl=0, sl=ah.attr.sl, dlid=dlid,
+                           slid=port.lid | ah.attr.src_path_bits, pkey=pkey, dest_qp=dest_qp,
+                           qkey=qkey, src_qp=self.qp_num, payload=payload, grh=ah._grh(),
+                           imm=wr.imm_data)
+        else:
+            pkt = ah.template(self.qp_num, qkey, pkey, dest_qp).packet(payload)
+        fabric = self.ctx.fabric
+        if mcast:
+            port.xmit_mcast += 1
+            _mcast_deliver(self.node, port, pkt, dlid, self)
+            fabric.transmit(port, pkt)
+        elif port.owns_lid(dlid):
+            fabric.loopback(port, pkt)
+        else:
+            fabric.transmit(port, pkt)
+        if signaled:
+            self.scq.push(WC(wr.wr_id, WCStatus.SUCCESS, WCOpcode.SEND, len(payload),
+                             self.qp_num))
+
+    # multicast
+
+    def attach_mcast(self, gid: bytes, lid: int) -> None:
+        """Receive packets sent to multicast group (``gid``, ``lid``) on this QP's port."""
+        if not MCAST_BASE <= lid < PERMISSIVE:
+            raise VerbsError(f"{lid:#x} is not a multicast LID")
+        members = self.node.mcast[self.port_num].setdefault(lid, [])
+        entry = (self, bytes(gid))
+        if entry not in members:
+            members.append(entry)
+        self.mcast.add((bytes(gid), lid))
+
+    def detach_mcast(self, gid: bytes, lid: int) -> None:
+        """Stop receiving the group."""
+        table = self.node.mcast[self.port_num]
+        members = table.get(lid, [])
+        entry = (self, bytes(gid))
+        if entry in members:
+            members.remove(entry)
+            if not members:
+                del table[lid]
+        self.mcast.discard((bytes(gid), lid))
+
+    # receive
+
+    def deliver(self, port: Port, pkt: bytes, off: int) -> None:
+        """Take a UD packet addressed to this QP (headers checked by :func:`receive`)."""
+        if self.qp_type != QPType.UD or self.state not in (QPState.RTR, QPState.RTS) \
+                or self.port_num != port.num:
+            port.drops["no_qp"] += 1
+            return
+        pkey = bth_pkey(pkt, off)
+        pkeys = port.pkeys
+        mine = pkeys[self.pkey_index] if self.pkey_index < len(pkeys) else 0
+        if pkey & 0x7FFF != mine & 0x7FFF or not (pkey | mine) & 0x8000 or not pkey & 0x7FFF:
+            port.drops["bad_pkey"] += 1
+            port.pkey_violations = min(port.pkey_violations + 1, 0xFFFF)
+            return
+        if deth_qkey(pkt, off) != self.qkey:
+            port.drops["bad_qkey"] += 1
+            port.qkey_violations = min(port.qkey_violations + 1, 0xFFFF)
+            return
+        data = ud_payload(pkt, off)
+        if len(data) > 128 << port.active_mtu:
+            port.drops["mtu_exceeded"] += 1
+            return
+        rq = self.rq
+        if not rq:
+            port.drops["no_recv_wr"] += 1
+            return
+        wr = rq.popleft()
+        global_ = pkt[1] & 3 == LNH_GLOBAL
+        byte_len = GRH_SIZE + len(data)
+        if byte_len > wr.length:
+            port.drops["recv_too_small"] += 1
+            self.rcq.push(WC(wr.wr_id, WCStatus.LOC_LEN_ERR, WCOpcode.RECV, byte_len,
+                             self.qp_num))
+            return
+        imm = pkt[off] == OP_UD_SEND_ONLY_IMM
+        flags = (WCFlags.GRH if global_ else 0) | (WCFlags.WITH_IMM if imm else 0)
+        dlid = pkt[2] << 8 | pkt[3]
+        wc = WC(
+            wr.wr_id, WCStatus.SUCCESS, WCOpcode.RECV, byte_len, self.qp_num,
+            src_qp=deth_src_qp(pkt, off), pkey_index=self.pkey_index,
+            slid=pkt[6] << 8 | pkt[7], sl=pkt[1] >> 4,
+            dlid_path_bits=dlid & ((1 << port.lmc) - 1) if dlid < MCAST_BASE else 0,
+            wc_flags=int(flags),
+            imm_data=int.from_bytes(pkt[off + 20:off + 24], "big") if imm else 0,
+            grh=pkt[LRH_SIZE:LRH_SIZE + GRH_SIZE] if global_ else None, data=data,
+        )
+        if not self.rcq.push(wc):
+            port.drops["cq_overflow"] += 1
+
+
+def _mcast_deliver(node: Ca, port: Port, pkt: bytes, mlid: int, sender: QP | None) -> None:
+    """Give a multicast packet to every QP of ``port`` attached to the group (``sender``:
+    the QP whose send this is, for the HCA's loopback copy)."""
+    members = node.mcast[port.num].get(mlid)
+    if not members:
+        return
+    try:
+        off = check_ud(pkt)
+    except DecodeError:
+        return
+    dgid = pkt[LRH_SIZE + 24:LRH_SIZE + 40] if pkt[1] & 3 == LNH_GLOBAL else None
+    for qp, gid in list(members):
+        if qp is sender and sender is not None \
+                and sender.create_flags & QPCreateFlags.BLOCK_SELF_MCAST_LB:
+            port.drops["mcast_loopback"] += 1
+            continue
+        if dgid is None or dgid == gid:
+            qp.deliver(port, pkt, off)
+
+
+def receive(fabric: Fabric, node: Node, port: Port, pkt: bytes) -> None:
+    """A packet arriving at a CA port: to QP0/QP1 (MAD layer), a data QP, or a group."""
+    try:
+        off = check_ud(pkt)
+    except DecodeError:
+        port.drops["malformed"] += 1
+        return
+    dlid = pkt[2] << 8 | pkt[3]
+    dqp = bth_dest_qp(pkt, off)
+    if dqp <= 1:
+        if dlid == PERMISSIVE or port.owns_lid(dlid):
+            agents.receive_checked(fabric, node, port, pkt, off, port.num)
+        else:
+            port.drops["not_for_us"] += 1
+        return
+    if not isinstance(node, Ca):
+        port.drops["no_qp"] += 1
+        return
+    if dlid >= MCAST_BASE:
+        if dlid == PERMISSIVE or dqp != MULTICAST_QPN:
+            port.drops["bad_dlid"] += 1
+            return
+        port.rcv_mcast += 1
+        if not node.mcast[port.num].get(dlid):
+            port.drops["no_mcast_member"] += 1
+            return
+        _mcast_deliver(node, port, pkt, dlid, None)
+        return
+    if not port.owns_lid(dlid):
+        port.drops["not_for_us"] += 1
+        return
+    qp = node.qps.get(dqp)
+    if qp is None:
+        port.drops["no_qp"] += 1
+        return
+    qp.deliver(port, pkt, off)
+
+
+__all__ = [
+    "AH", "CQ", "PD", "QP", "WC", "AHAttr", "AsyncEvent", "Context", "DeviceAttr",
+    "GlobalRoute", "PortAttr", "QPAttr", "QPCap", "QPCreateFlags", "QPInitAttr", "QPState",
+    "QPType", "RecvWR", "SendFlags", "SendWR", "VerbsError", "WCFlags", "WCOpcode", "WCStatus",
+    "WROpcode",
+]
