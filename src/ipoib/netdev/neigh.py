@@ -289,7 +289,7 @@ class NeighTable:
         for ip in list(p.neighs):
             e = self.entries.get(ip)
             if e is None or e.gid != dgid:
-                p.neighs.discard(ip)
+                p.neighs.pop(ip, None)
                 continue
             if e.ah is not p.ah:
                 if e.ah is not None:
@@ -505,7 +505,7 @@ class NeighTable:
         if p is None:
             self._fail(e, now, "tx_path_table_full", out)
             return
-        p.neighs.add(e.ip)
+        p.neighs[e.ip] = None
         if p.ah is not None and p.ah.valid and e.ah is not p.ah:
             if e.ah is not None:
                 self.paths.reaper.release(e.ah, now)
@@ -519,7 +519,7 @@ class NeighTable:
         if gid is not None:
             p = self.paths.get(gid)
             if p is not None:
-                p.neighs.discard(e.ip)
+                p.neighs.pop(e.ip, None)
         if e.ah is not None:
             self.paths.reaper.release(e.ah, now)
             e.ah = None

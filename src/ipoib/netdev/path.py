@@ -155,7 +155,7 @@ class Path:
         self.ah: Ah | None = None
         self.querying = False
         self.seq = 0
-        self.neighs: set[bytes] = set()
+        self.neighs: dict[bytes, None] = {}  # IPs of its neighbours, in attach order
         self.queue: list[tuple[bytes, Frame]] = []
         self.created = now
 

@@ -1,0 +1,1 @@
+"""Tests of the IPoIB driver's sans-I/O state machines."""
