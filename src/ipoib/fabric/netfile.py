@@ -9,14 +9,14 @@ before it): those are errors naming ``file:line``. Deliberate differences, all d
 - ``include`` paths are relative to the including file (ibsim: to its working directory);
 - ``do`` console commands and ``pdebug=`` are accepted and ignored;
 - ``w=``/``s=``/``e=`` options are read before the first ``#`` only;
-- a CA's own ``lid N lmc N`` is read only before the remote's quoted description, so a
-  comment such as ``# "sw" lid 2 4xSDR`` does not give the CA the switch's LID;
 - port GUIDs, node GUIDs and non-zero LIDs must be unique; ``(guid)`` tokens are ignored.
 
 :func:`dumps` writes ibnetdiscover-style records with ``switchguid=``/``caguid=`` directives,
 so GUIDs, descriptions, LIDs and masks survive ``dumps`` -> ``loads`` (and a load by ibsim).
-Its width/speed comment (``# "desc" 4xSDR``) is informational: it carries no ``lid N`` before
-the width, so neither reader lets it override the ``w=``/``s=``/``e=`` masks written beside it.
+Its width/speed comments are informational: ``# "desc" 4xSDR`` on switch ports and
+``# lid N lmc M 4xSDR to desc`` on CA ports have no ``lid <n> <W>x`` that would let them
+override the ``w=``/``s=``/``e=`` masks written beside them, yet ibsim still finds the CA's
+own LID in the second form (ibsim-protocol.md §14: the LID pre-assigns the port).
 """
 
 from __future__ import annotations
@@ -47,14 +47,18 @@ _KEYWORDS = (
     ("width", "width"), ("speed", "speed"), ("extspeed", "extspeed"),
     ("module", "module"), ("include", "include"), ("pdebug", "pdebug"), ("do", "do"),
 )
-_KIND = {
-    "Switch": NodeType.SWITCH, "Hca": NodeType.CA, "Ca": NodeType.CA, "Rt": NodeType.ROUTER,
-    "switchguid": NodeType.SWITCH, "hcaguids": NodeType.CA, "caguid": NodeType.CA,
-    "rtguid": NodeType.ROUTER,
+# Numeric settings: parser attribute and allowed range (vendid= and sysimgguid= apply to the
+# next node only, the others until changed).
+_SETTINGS = {
+    "vendid": ("vendid", 0, 0xFFFFFF), "devid": ("devid", 0, 0xFFFF),
+    "sysimgguid": ("sysimgguid", 0, MAX_GUID), "width": ("width", 1, 31),
+    "speed": ("speed", 1, 7), "extspeed": ("ext", 0, 15),
 }
-_HEADER = {NodeType.SWITCH: "Switch", NodeType.CA: "Ca", NodeType.ROUTER: "Rt"}
-_GUID_DIRECTIVE = {NodeType.SWITCH: "switchguid", NodeType.CA: "caguid",
-                   NodeType.ROUTER: "rtguid"}
+_SW, _CA, _RT = NodeType.SWITCH, NodeType.CA, NodeType.ROUTER
+_KIND = {"Switch": _SW, "Hca": _CA, "Ca": _CA, "Rt": _RT, "switchguid": _SW, "hcaguids": _CA,
+         "caguid": _CA, "rtguid": _RT}
+_HEADER = {_SW: "Switch", _CA: "Ca", _RT: "Rt"}
+_GUID_DIRECTIVE = {_SW: "switchguid", _CA: "caguid", _RT: "rtguid"}
 
 # ibnetdiscover "<W>x<SPEED>": width -> LinkWidthEnabled; speed name -> (enabled, ext or None).
 _COMMENT_WIDTH = {12: 11, 8: 4, 4: 3, 1: 1, 2: 16}
@@ -101,6 +105,14 @@ def loads(text: str, source: str = "<string>") -> Topology:
     return parser.finish(source)
 
 
+def port_guids(kind: NodeType, node_guid: int, nports: int) -> tuple[int, ...]:
+    """The port GUIDs ibsim gives a node: a switch's is its node GUID, a CA's (or router's)
+    port N is node GUID + N."""
+    if kind == NodeType.SWITCH:
+        return (node_guid,)
+    return tuple(node_guid + p for p in range(1, nports + 1))
+
+
 def _resolve(path: Path) -> Path:
     """``path`` made absolute with symlinks resolved where possible (to spot include loops)."""
     try:
@@ -133,6 +145,16 @@ def _c_int(text: str, where: Where, what: str, lo: int, hi: int) -> int:
     if not lo <= v <= hi:
         raise TopologyError(*where, f"{what} must be {lo:#x}..{hi:#x}, got {v:#x}")
     return v
+
+
+def _take_quoted(text: str, where: Where, what: str) -> tuple[str, str]:
+    """The first double-quoted string in ``text``, and what follows its closing quote."""
+    q = text.find('"')
+    e = text.find('"', q + 1) if q >= 0 else -1
+    if e < 0:
+        raise TopologyError(*where, f"expected the {what} in double quotes" if q < 0
+                            else f"missing closing quote after the {what}")
+    return text[q + 1:e], text[e + 1:]
 
 
 def _split_desc(after: str) -> tuple[str | None, str | None]:
@@ -189,9 +211,7 @@ class _Node:
     ports: dict[int, _Port] = field(default_factory=dict)
 
     def port_guids(self) -> tuple[int, ...]:
-        if self.kind == NodeType.SWITCH:
-            return (self.guid,)
-        return tuple(self.guid + p for p in range(1, self.nports + 1))
+        return port_guids(self.kind, self.guid, self.nports)
 
 
 class _Parser:
@@ -298,19 +318,9 @@ class _Parser:
                 raise TopologyError(*where, f"module prefix must be at most {MAX_PREFIX} "
                                     "characters without '#' or '@'")
             self.prefix = q[1]
-        elif action == "vendid":
-            self.vendid = _c_int(value, where, "vendid", 0, 0xFFFFFF)
-        elif action == "devid":
-            self.devid = _c_int(value, where, "devid", 0, 0xFFFF)
-        elif action == "sysimgguid":
-            self.sysimgguid = _c_int(value, where, "sysimgguid", 0, MAX_GUID)
-        elif action == "width":
-            self.width = _c_int(value, where, "width mask", 1, 31)
-        elif action == "speed":
-            self.speed = _c_int(value, where, "speed mask", 1, 7)
-        elif action == "extspeed":
-            self.ext = _c_int(value, where, "extspeed mask", 0, 15)
-        # pdebug=: parser debugging in ibsim, nothing here.
+        elif action in _SETTINGS:  # (pdebug=: parser debugging in ibsim, nothing here)
+            attr, lo, hi = _SETTINGS[action]
+            setattr(self, attr, _c_int(value, where, f"{word}=", lo, hi))
 
     # -- node records ----------------------------------------------------------------------
 
@@ -341,12 +351,8 @@ class _Parser:
         nports = _lead_int(rest[m.start():]) or 0
         if not 1 <= nports <= MAX_PORTS:
             raise TopologyError(*where, f"number of ports must be 1..{MAX_PORTS}, got {nports}")
-        e = rest.find('"', q + 1) if q >= 0 else -1
-        if e < 0:
-            raise TopologyError(*where, 'expected the node id in double quotes: "nodeid"'
-                                if q < 0 else "missing closing quote after the node id")
-        base = rest[q + 1:e]
-        desc, tail = _split_desc(rest[e + 1:])
+        base, after = _take_quoted(rest, where, "node id")
+        desc, tail = _split_desc(after)
         if not base or "#" in base or "@" in base:
             raise TopologyError(*where, f"bad node id {base!r}: empty, or holds reserved '#'/'@'")
         name = f"{self.prefix}#{base}" if self.prefix else base
@@ -411,13 +417,7 @@ class _Parser:
         if num in node.ports:
             raise TopologyError(*where, f'port {num} of "{node.name}" is listed twice (first at'
                                 f" line {node.ports[num].where[1]})")
-        after = body[m.end():]
-        q = after.find('"')
-        e = after.find('"', q + 1) if q >= 0 else -1
-        if e < 0:
-            raise TopologyError(*where, "expected the remote node id in double quotes"
-                                if q < 0 else "missing closing quote after the remote node id")
-        ident, rest = after[q + 1:e], after[e + 1:]
+        ident, rest = _take_quoted(body[m.end():], where, "remote node id")
         port = _Port(num, where, self.width, self.speed, self.ext)
         if alias_def:
             if not ident or "#" in ident or "@" in ident:
@@ -466,9 +466,14 @@ class _Parser:
                 port.ext = _c_int(value, where, "e= extspeed mask", 0, 15)
 
     def _comment(self, node: _Node, port: _Port, rest: str, where: Where) -> None:
-        """ibnetdiscover's ``lid <rlid> <W>x<SPEED>`` and, on a CA, its own ``lid N lmc N``."""
+        """ibnetdiscover's ``lid <rlid> <W>x<SPEED>`` and, on a CA, its own ``lid N lmc N``.
+
+        As in ibsim, nothing is read unless some ``lid`` has no quote after it on the line;
+        the masks come from there, a CA's LID and LMC from the first ``lid ``/``lmc ``."""
         m = _CONN_RE.search(rest)
-        scan = _CONN_SCAN.match(rest, m.start()) if m else None
+        if not m:
+            return
+        scan = _CONN_SCAN.match(rest, m.start())
         if scan:
             port.width = _COMMENT_WIDTH.get(int(scan.group(1)), port.width)
             for name, speed, ext in _COMMENT_SPEED:
@@ -477,9 +482,8 @@ class _Parser:
                     port.ext = port.ext if ext is None else ext
                     break
         if node.kind == NodeType.CA:
-            head = rest.split('"', 1)[0]
-            port.lid = _after(head, "lid ")
-            port.lmc = _after(head, "lmc ")
+            port.lid = _after(rest, "lid ")
+            port.lmc = _after(rest, "lmc ")
             self._check_lid(port.lid, port.lmc, where)
 
     # -- cabling and result ----------------------------------------------------------------
@@ -581,14 +585,10 @@ def _active(link: Link) -> str:
 
 
 def _options(link: Link) -> str:
-    opts = ""
-    if link.width != DEFAULT_WIDTH:
-        opts += f" w={link.width}"
-    if link.speed != DEFAULT_SPEED:
-        opts += f" s={link.speed}"
-    if link.ext_speed != DEFAULT_EXT:
-        opts += f" e={link.ext_speed}"
-    return opts
+    """`` w=.. s=.. e=..`` for the masks that differ from ibsim's defaults."""
+    masks = (("w", link.width, DEFAULT_WIDTH), ("s", link.speed, DEFAULT_SPEED),
+             ("e", link.ext_speed, DEFAULT_EXT))
+    return "".join(f" {k}={v}" for k, v, default in masks if v != default)
 
 
 def _quoted(text: str, what: str) -> str:
@@ -609,9 +609,7 @@ def _check_node(n: NodeSpec) -> None:
         raise ValueError(f"node id {n.name!r} cannot be written")
     if not 1 <= n.nports <= MAX_PORTS:
         raise ValueError(f'"{n.name}": number of ports {n.nports} is not 1..{MAX_PORTS}')
-    want = (n.node_guid,) if n.kind == NodeType.SWITCH else tuple(
-        n.node_guid + p for p in range(1, n.nports + 1))
-    if tuple(n.port_guids) != want:
+    if tuple(n.port_guids) != port_guids(n.kind, n.node_guid, n.nports):
         raise ValueError(f'"{n.name}": port GUIDs are not what the format derives from the '
                          "node GUID (switch: the node GUID; CA: node GUID + port)")
     if n.sys_guid == 0 and n.node_guid != 0:
@@ -693,7 +691,10 @@ def _port_line(n: NodeSpec, p: int, far: NodeSpec, fp: int, ln: Link, i: int,
         ref = f'"{fpfx}@{fbase}.{fp}"'
     else:
         ref = f'"{far.name}"[{fp}]{far_guid}'
-    tail = f'"{far.description}" {_active(ln)}'
-    if n.kind == NodeType.CA:
-        tail = f"lid {n.lids.get(p, 0)} lmc {n.lmcs.get(p, 0)} {tail}"
+    # ibsim reads w/s/e options anywhere on the line: leave out a description holding "=".
+    peer = "" if "=" in far.description else far.description
+    tail = f'"{peer}" {_active(ln)}' if peer else _active(ln)
+    if n.kind == NodeType.CA:  # no quote after "lid": ibsim reads the LID, not the masks
+        tail = f"lid {n.lids.get(p, 0)} lmc {n.lmcs.get(p, 0)} {_active(ln)}"
+        tail += f" to {peer}" if peer else ""
     return f"{local}\t{ref}{_options(ln)}\t\t# {tail}"
