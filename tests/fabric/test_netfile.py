@@ -321,7 +321,8 @@ def topologies(draw: st.DrawFn) -> Topology:
         guid = (i + 1) << 20
         ports = (guid,) if kind == NodeType.SWITCH else tuple(guid + p for p in
                                                               range(1, nports + 1))
-        nodes.append(NodeSpec(kind, f"n{i}", nports, guid,
+        prefix = draw(st.sampled_from(["", "", "m1#", "m2#"]))  # module="m1" etc.
+        nodes.append(NodeSpec(kind, f"{prefix}n{i}", nports, guid,
                               draw(st.sampled_from([guid, 0xABC])), ports,
                               vendor_id=draw(st.integers(0, 0xFFFFFF)),
                               device_id=draw(st.integers(0, 0xFFFF)),
@@ -347,10 +348,15 @@ def topologies(draw: st.DrawFn) -> Topology:
     return Topology(tuple(out), canonical_links(out, links))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(topologies())
 def test_dumps_loads_round_trip(topo: Topology) -> None:
-    assert same(loads(dumps(topo)), topo)
+    try:
+        text = dumps(topo)
+    except ValueError as e:  # the one shape ibsim's aliases cannot express
+        assert "from inside a module" in str(e)
+        return
+    assert same(loads(text), topo)
 
 
 def test_dumps_refuses_what_the_format_cannot_say() -> None:
