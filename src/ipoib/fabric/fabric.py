@@ -85,8 +85,6 @@ class Fabric:
                 p.width_enabled = link.width
                 p.speed_enabled = link.speed
                 p.speed_ext_enabled = link.ext_speed
-                p.width_supported = 0x1F if p.node.is_switch else 0x03 | link.width
-                p.speed_supported = 0x07
             cable(a, b)
 
     # --- construction ------------------------------------------------------------------------

@@ -138,14 +138,14 @@ class Port:
         self.mtu_cap = 4
         self.neighbor_mtu = 4
         self.vl_cap = 4
-        self.op_vls = 1
-        self.hoq_life = 31
+        self.op_vls = 4
+        self.hoq_life = 0
         self.subnet_timeout = 31
         self.resp_time = 0
-        self.width_enabled = 3
-        self.width_supported = 3
+        self.width_enabled = 2
+        self.width_supported = 0x1F
         self.width_active = 2
-        self.speed_supported = 1
+        self.speed_supported = 7
         self.speed_enabled = 1
         self.speed_active = 1
         self.speed_ext_supported = 0
@@ -292,7 +292,6 @@ class Switch(Node):
         # ibsim's ``smaport`` template (ibsim-protocol.md §10)
         p0.mtu_cap, p0.neighbor_mtu, p0.op_vls, p0.hoq_life, p0.resp_time = 3, 1, 4, 0, 8
         p0.extra.update(vl_stall_count=0, guid_cap=1)
-        p0.width_active = 1
         for p in self.ports[1:]:
             p.cap_mask = 0
             p.cap_mask2 = 0

@@ -239,7 +239,7 @@ def _guid_info(node: Node, inp: Port, method: int, am: int, data: bytes) -> tupl
 
 
 _PI_STORED = (
-    "mkey_lease_period", "link_down_default_state", "vl_high_limit", "vl_stall_count",
+    "mkey_lease_period", "vl_high_limit", "vl_stall_count",
     "partition_enforcement_inbound", "partition_enforcement_outbound", "filter_raw_inbound",
     "filter_raw_outbound", "multicast_pkey_trap_suppression_enabled", "local_phy_errors",
     "overrun_errors", "init_type", "diag_code",
@@ -308,6 +308,8 @@ def _port_info_set(p: Port, pi: PortInfo) -> int:
         settle_width_speed(p, p.peer)
     for name in _PI_STORED:
         p.extra[name] = getattr(pi, name)
+    if pi.link_down_default_state:  # 0 means "no change"
+        p.extra["link_down_default_state"] = pi.link_down_default_state
     if pi.client_reregister:
         events.append("CLIENT_REREGISTER")
     if pi.port_physical_state == DISABLED:
