@@ -101,7 +101,7 @@ def test_link_down_fault_drops_at_egress() -> None:
 def test_drop_rate_is_seeded_and_counted() -> None:
     counts = []
     for _ in range(2):
-        fabric, sm = up(line(2, 1), seed=42)
+        fabric, _sm = up(line(2, 1), seed=42)
         a, b = ud(fabric, "hca-1"), ud(fabric, "hca-2")
         b.post_recvs(100)
         fabric.set_drop_rate("sw-1", 3, 0.5)

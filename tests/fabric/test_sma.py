@@ -11,6 +11,7 @@ from ipoib.fabric import Fabric, Link, NodeSpec, Topology, netfile
 from ipoib.fabric.node import ACTIVE, ARMED, INIT
 from ipoib.fabric.sma import DISCARD, process_smp
 from ipoib.fabric.topogen import line
+from ipoib.wire.enums import NodeType
 from ipoib.wire.mad import (
     Method,
     MgmtClass,
@@ -42,7 +43,6 @@ from ipoib.wire.smp import (
     sl_to_vl_am,
     vl_arb_am,
 )
-from ipoib.wire.enums import NodeType
 from tests.vectors import read_hex
 
 from .tinysm import TinySm, run_until_idle
@@ -103,6 +103,7 @@ def test_node_info_ca_and_switch(fabric: Fabric) -> None:
 
 def test_node_description(fabric: Fabric) -> None:
     st, data = ask(fabric, "sw-2", 2, SmpAttr.NODE_DESCRIPTION)
+    assert st == 0
     assert NodeDescription.decode(data).node_string == "sw-2"
     assert ask(fabric, "sw-2", 2, SmpAttr.NODE_DESCRIPTION, method=Method.SET)[0] == UNSUP_METHOD
 
@@ -285,7 +286,7 @@ def test_unknown_attributes_and_sminfo_through_the_mad_layer() -> None:
         resp = sm.rpc(build_dr_smp(Method.GET, attr, 0, 3, initial_path=(0, 1, 2)))
         assert resp is not None and mad_status(resp) == UNSUP_ATTR
     # with an SM agent bound on hca-2, SMInfo goes to it
-    other = fabric.open_mad_agent("hca-2", 1, MgmtClass.SUBN_DIRECTED_ROUTE)
+    other = fabric.open_mad_agent("hca-2", 1, MgmtClass.SUBN_DIRECTED_ROUTE, requests=True)
     sm.agent.send(build_dr_smp(Method.GET, SmpAttr.SM_INFO, 0, 4, initial_path=(0, 1, 2)))
     run_until_idle(fabric)
     rx = other.recv()

@@ -91,20 +91,24 @@ class ReceivedMad:
 class MadAgent:
     """A registration for one management class on one port (``umad_register``).
 
+    Every agent receives the responses to the requests it sent: they carry its id in TID
+    bits 63-32. Unsolicited MADs (requests, traps) of the class reach only an agent
+    registered with ``requests=True`` (Linux: a method mask), at most one per port and
+    class; a client such as an SA or PMA client leaves it False, a server (SM, SA) sets it.
     ``handler`` is called (deferred) with each :class:`ReceivedMad`; without one, MADs
-    queue for :meth:`recv`. Requests this agent sends get the agent id in TID bits 63-32,
-    so the responses find their way back here.
+    queue for :meth:`recv`.
     """
 
     def __init__(
         self, fabric: Fabric, node: Node, port_num: int, mgmt_class: int,
         class_version: int = 1, handler: Callable[[ReceivedMad], None] | None = None,
+        *, requests: bool = False,
     ) -> None:
         node.port(port_num)
         key = (port_num, mgmt_class)
-        if key in node.agents:
-            raise ValueError(f"{node.name} port {port_num} already has an agent for class "
-                             f"{mgmt_class:#04x}")
+        if requests and key in node.agents:
+            raise ValueError(f"{node.name} port {port_num} already has an agent serving "
+                             f"class {mgmt_class:#04x} requests")
         self.fabric = fabric
         self.node = node
         self.port_num = port_num
@@ -112,9 +116,11 @@ class MadAgent:
         self.class_version = class_version
         self.handler = handler
         self.queue: deque[ReceivedMad] = deque()
+        self.requests = requests
         self.agent_id = node.next_agent_id
         node.next_agent_id += 1
-        node.agents[key] = self
+        if requests:
+            node.agents[key] = self
         node.agent_ids[self.agent_id] = self
         self.closed = False
 
@@ -131,7 +137,8 @@ class MadAgent:
         """Unregister; MADs for this agent are then dropped (``no_agent``)."""
         if not self.closed:
             self.closed = True
-            self.node.agents.pop((self.port_num, self.mgmt_class), None)
+            if self.node.agents.get((self.port_num, self.mgmt_class)) is self:
+                del self.node.agents[(self.port_num, self.mgmt_class)]
             self.node.agent_ids.pop(self.agent_id, None)
 
     def recv(self) -> ReceivedMad | None:

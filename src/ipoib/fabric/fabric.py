@@ -141,11 +141,13 @@ class Fabric:
 
     def open_mad_agent(
         self, name: str, port_num: int, mgmt_class: int, class_version: int = 1,
-        handler: Callable[[agents.ReceivedMad], None] | None = None,
+        handler: Callable[[agents.ReceivedMad], None] | None = None, *,
+        requests: bool = False,
     ) -> agents.MadAgent:
-        """Register a MAD agent on any node's port (switch port 0 included)."""
+        """Register a MAD agent on any node's port (switch port 0 included); see
+        :class:`~ipoib.fabric.agents.MadAgent` for ``requests``."""
         return agents.MadAgent(self, self.nodes[name], port_num, mgmt_class, class_version,
-                               handler)
+                               handler, requests=requests)
 
     # --- time ----------------------------------------------------------------------------------
 

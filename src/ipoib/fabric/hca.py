@@ -395,12 +395,14 @@ class Context:
 
     def open_mad_agent(
         self, port_num: int, mgmt_class: int, class_version: int = 1,
-        handler: Callable[[agents.ReceivedMad], None] | None = None,
+        handler: Callable[[agents.ReceivedMad], None] | None = None, *,
+        requests: bool = False,
     ) -> agents.MadAgent:
-        """Register for MADs of ``mgmt_class`` on ``port_num`` (QP0 for SMPs, else QP1)."""
+        """Register for MADs of ``mgmt_class`` on ``port_num`` (QP0 for SMPs, else QP1);
+        ``requests=True`` also takes unsolicited MADs (see :class:`~.agents.MadAgent`)."""
         self._port(port_num)
         agent = agents.MadAgent(self.fabric, self.node, port_num, mgmt_class, class_version,
-                                handler)
+                                handler, requests=requests)
         self._agents.append(agent)
         return agent
 
