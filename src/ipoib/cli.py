@@ -17,6 +17,7 @@ from .wire.errors import WireError
 
 COMMAND_MODULES = (
     "ipoib.commands.demo",
+    "ipoib.commands.host",
     "ipoib.commands.topo",
 )
 
