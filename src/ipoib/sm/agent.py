@@ -1,0 +1,114 @@
+"""Binding the sans-I/O :class:`~ipoib.sm.manager.SubnetManager` to a port of a fabric.
+
+This is the one place the SM meets the verbs-like API: it registers MAD agents for the
+directed-route and LID-routed SMP classes (QP0) and the SA class (QP1) on the SM's port
+(a CA port or a switch's port 0, like ``umad_register`` plus the ``issm`` device that sets
+PortInfo.CapabilityMask.IsSM), hands every received MAD to the SM with its source address,
+and sends what the SM drains. The SM itself never sees the fabric (ARCHITECTURE.md, law 1).
+
+:func:`run_until` drives a fabric and an SM binding on a virtual clock, jumping from one timer
+to the next, for tests, ``ipoib sweep`` and the benchmarks; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from ..fabric.agents import MadAgent, ReceivedMad
+from ..fabric.fabric import Fabric
+from ..wire.mad import SA_CLASS_VERSION, MgmtClass
+from .manager import SmConfig, SubnetManager
+from .transactions import MadAddr
+
+
+class SmBinding:
+    """A :class:`SubnetManager` running on ``node`` port ``port_num`` of ``fabric``.
+
+    ``port_num`` defaults to 0 on a switch and 1 on a CA. The binding owns three MAD agents
+    and the IsSM bit of the port; :meth:`close` gives them back.
+    """
+
+    def __init__(
+        self, fabric: Fabric, node: str, port_num: int | None = None, *,
+        sm: SubnetManager | None = None, config: SmConfig | None = None,
+        guid2lid: Mapping[int, int] | None = None,
+    ) -> None:
+        target = fabric.node(node)
+        if port_num is None:
+            port_num = 0 if target.is_switch else 1
+        self.fabric = fabric
+        self.node = node
+        self.port_num = port_num
+        self.sm = sm if sm is not None else SubnetManager(config, guid2lid=guid2lid)
+        self.agents: dict[int, MadAgent] = {}
+        for cls, version in ((MgmtClass.SUBN_DIRECTED_ROUTE, 1),
+                             (MgmtClass.SUBN_LID_ROUTED, 1),
+                             (MgmtClass.SUBN_ADM, SA_CLASS_VERSION)):
+            self.agents[cls] = fabric.open_mad_agent(node, port_num, cls, version, self._rx)
+        fabric.set_issm(node, port_num, True)
+        self.sent = 0
+
+    def start(self, now: float | None = None) -> None:
+        """Start the SM (its first SMPs go out at once)."""
+        self.sm.start(self.fabric.now if now is None else now)
+        self.flush()
+
+    def _rx(self, rx: ReceivedMad) -> None:
+        addr = MadAddr(slid=rx.slid, src_qp=rx.src_qp, pkey=rx.pkey, sl=rx.sl, dlid=rx.dlid)
+        self.sm.receive(rx.mad, addr, self.fabric.now)
+        self.flush()
+
+    def flush(self) -> None:
+        """Send every MAD the SM produced."""
+        agents = self.agents
+        for om in self.sm.drain():
+            agent = agents.get(om.mad[1])
+            if agent is None:
+                continue
+            self.sent += 1
+            agent.send(om.mad, dlid=om.dlid, dqp=om.dest_qp, pkey=om.pkey, sl=om.sl)
+
+    def get_timer(self) -> float | None:
+        """The SM's next deadline."""
+        return self.sm.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        """Let the SM act on time, then send what it produced."""
+        self.sm.handle_timer(now)
+        self.flush()
+
+    def close(self) -> None:
+        """Stop the SM, unregister the agents, clear IsSM."""
+        self.sm.stop()
+        for agent in self.agents.values():
+            agent.close()
+        self.agents.clear()
+        self.fabric.set_issm(self.node, self.port_num, False)
+
+
+def run_until(
+    fabric: Fabric, bindings: SmBinding | list[SmBinding], done: Callable[[], bool], *,
+    limit: float = 3600.0, on_step: Callable[[float], None] | None = None,
+) -> float:
+    """Advance the virtual clock from timer to timer until ``done()`` or ``limit`` seconds.
+
+    Returns the virtual time reached. ``on_step(now)`` runs after each step (progress).
+    """
+    sms = bindings if isinstance(bindings, list) else [bindings]
+    now = fabric.now
+    while not done():
+        timers = [t for t in (fabric.get_timer(), *(b.get_timer() for b in sms))
+                  if t is not None]
+        if not timers:
+            break
+        now = max(now, min(timers))
+        if now > limit:
+            break
+        fabric.process(now)
+        for b in sms:
+            t = b.get_timer()
+            if t is not None and t <= now:
+                b.handle_timer(now)
+        if on_step is not None:
+            on_step(now)
+    return now

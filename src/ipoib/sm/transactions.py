@@ -1,0 +1,290 @@
+"""SMP transactions of the SM: TIDs, a bounded window of outstanding SMPs, timeouts, retries.
+
+OpenSM keeps a few SMPs on the wire at once (``max_wire_smps``), retries a lost one after
+``transaction_timeout`` and gives up after ``transaction_retries``; this module does the same,
+sans-I/O. Requests wait in a FIFO until the window has room; each answer (or final timeout)
+calls the requester's callback with the status and the 64-byte SMP data.
+
+The sweep sends hundreds of thousands of SMPs on a large subnet, so the per-SMP work here is
+kept small: every request is a copy of a prebuilt 256-byte template with the TID,
+AttributeModifier, HopCount, InitialPath and data spliced in at offsets read from the
+declared headers (:class:`~ipoib.wire.mad.DrSmpHeader`), and answers are matched by peeking
+the TID. :class:`Fields` reads and patches attribute fields the same way, from the slots of
+the declared records, so no layout is restated here (ARCHITECTURE.md, law 3).
+
+The MAD layer below (the fabric's agents, or a kernel) may rewrite TID bits 63-32 with its
+agent id; matching uses bits 31-0 only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..wire.layout import INT, Buffer, Record
+from ..wire.mad import (
+    DR_INITIAL_PATH_OFFSET,
+    MAX_HOP_COUNT,
+    PERMISSIVE_LID,
+    SMP_DATA_OFFSET,
+    SMP_DATA_SIZE,
+    DrSmpHeader,
+    MgmtClass,
+    build_dr_smp,
+    build_smp,
+)
+
+_TID = DrSmpHeader.BY_NAME["tid"].byte
+_AM = DrSmpHeader.BY_NAME["attr_mod"].byte
+_HC = DrSmpHeader.BY_NAME["hop_count"].byte
+_STATUS = DrSmpHeader.BY_NAME["direction"].byte
+_ATTR = DrSmpHeader.BY_NAME["attr_id"].byte
+_DATA_END = SMP_DATA_OFFSET + SMP_DATA_SIZE
+
+Path = tuple[int, ...]
+"""A directed route: the egress port at each hop (InitialPath entries 1..HopCount)."""
+
+Callback = Callable[[Any, int, bytes | None], None]
+"""``callback(ctx, status, data)``; ``data`` is None when every retry timed out."""
+
+TIMEOUT = -1
+"""Status passed to a callback whose SMP was never answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class MadAddr:
+    """Where a received MAD came from, as the MAD layer reports it."""
+
+    slid: int = 0
+    src_qp: int = 0
+    pkey: int = 0xFFFF
+    sl: int = 0
+    dlid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutMad:
+    """A MAD for the binding to send from the SM's port.
+
+    ``dlid`` is the permissive LID for directed-route SMPs; ``dest_qp`` is 0 for SMPs and the
+    requester's QP for SA answers; ``pkey`` None means the port's default P_Key.
+    """
+
+    mad: bytes
+    dlid: int = PERMISSIVE_LID
+    dest_qp: int = 0
+    pkey: int | None = None
+    sl: int = 0
+
+
+class Fields:
+    """Fast reads and patches of a few fields of a declared record, by its slots.
+
+    ``Fields(PortInfo, "lid", "port_state")`` reads ``(lid, port_state)`` out of 64 raw
+    bytes with :meth:`read`, and :meth:`patch` writes new values into a ``bytearray`` at
+    ``offset``. Only integer fields are supported.
+    """
+
+    __slots__ = ("_spec", "names")
+
+    def __init__(self, record: type[Record], *names: str) -> None:
+        self.names = names
+        spec: list[tuple[int, int, int, int]] = []
+        for name in names:
+            s = record.BY_NAME[name]
+            if s.kind != INT:
+                raise TypeError(f"{record.NAME}.{name} is not an integer field")
+            nbytes = (s.bit + s.width + 7) // 8
+            spec.append((s.byte, nbytes, nbytes * 8 - s.bit - s.width, s.mask))
+        self._spec = tuple(spec)
+
+    def read(self, buf: Buffer, offset: int = 0) -> tuple[int, ...]:
+        """The fields' values, in the order they were named."""
+        out = []
+        for byte, n, shift, mask in self._spec:
+            at = offset + byte
+            v = buf[at] if n == 1 else int.from_bytes(buf[at:at + n], "big")
+            out.append(v >> shift & mask)
+        return tuple(out)
+
+    def patch(self, buf: bytearray, offset: int, *values: int) -> None:
+        """Write ``values`` (in the order the fields were named) into ``buf``."""
+        for (byte, n, shift, mask), v in zip(self._spec, values, strict=True):
+            at = offset + byte
+            old = buf[at] if n == 1 else int.from_bytes(buf[at:at + n], "big")
+            new = old & ~(mask << shift) | (v & mask) << shift
+            if n == 1:
+                buf[at] = new
+            else:
+                buf[at:at + n] = new.to_bytes(n, "big")
+
+
+@dataclass(slots=True)
+class _Request:
+    key: int
+    mad: bytearray
+    callback: Callback
+    ctx: Any
+    attr: int
+    method: int
+    tries: int = 0
+    deadline: float = 0.0
+    done: bool = False
+
+
+class SmpTransactions:
+    """Directed-route SMP requests with a bounded window, timeouts and retries.
+
+    ``out`` is the list the owner drains into the binding. ``stats`` counts SMPs sent per
+    ``(method, attribute)``, plus ``retries`` and ``timeouts``; ``drops`` counts answers that
+    match nothing (``unmatched_response``) or arrive too short (``malformed_response``).
+    """
+
+    def __init__(
+        self, out: list[OutMad], *, window: int = 256, timeout: float = 0.2, retries: int = 3,
+        tid_base: int = 0x1000,
+    ) -> None:
+        self.out = out
+        self.window = max(1, window)
+        self.timeout = timeout
+        self.retries = retries
+        self.stats: Counter[tuple[int, int]] = Counter()
+        self.counters: Counter[str] = Counter()
+        self.drops: Counter[str] = Counter()
+        self._next = tid_base & 0xFFFF_FFFF or 1
+        self._waiting: deque[_Request] = deque()
+        self._outstanding: dict[int, _Request] = {}
+        self._timeouts: deque[_Request] = deque()
+        self._templates: dict[tuple[int, int], bytes] = {}
+        self.now = 0.0
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _template(self, method: int, attr: int) -> bytes:
+        key = (method, attr)
+        t = self._templates.get(key)
+        if t is None:
+            t = build_dr_smp(method, attr, 0, 0, b"", initial_path=(0,), hop_count=0)
+            self._templates[key] = t
+        return t
+
+    def request(
+        self, method: int, attr: int, attr_mod: int, path: Path, data: bytes | None,
+        callback: Callback, ctx: Any = None,
+    ) -> None:
+        """Queue a directed-route SMP along ``path`` (egress ports from the SM's port)."""
+        if len(path) > MAX_HOP_COUNT:
+            raise ValueError(f"a directed route has at most {MAX_HOP_COUNT} hops")
+        mad = bytearray(self._template(method, attr))
+        mad[_AM:_AM + 4] = attr_mod.to_bytes(4, "big")
+        n = len(path)
+        if n:
+            mad[_HC] = n
+            mad[DR_INITIAL_PATH_OFFSET + 1:DR_INITIAL_PATH_OFFSET + 1 + n] = bytes(path)
+        if data:
+            mad[SMP_DATA_OFFSET:SMP_DATA_OFFSET + len(data)] = data
+        self._waiting.append(_Request(0, mad, callback, ctx, attr, method))
+        self._pump()
+
+    def _pump(self) -> None:
+        waiting, outstanding = self._waiting, self._outstanding
+        while waiting and len(outstanding) < self.window:
+            req = waiting.popleft()
+            key = self._next
+            self._next = (key + 1) & 0xFFFF_FFFF or 1
+            req.key = key
+            outstanding[key] = req
+            self._transmit(req)
+
+    def _transmit(self, req: _Request) -> None:
+        req.mad[_TID:_TID + 8] = req.key.to_bytes(8, "big")
+        req.tries += 1
+        req.deadline = self.now + self.timeout
+        self._timeouts.append(req)
+        self.stats[(req.method, req.attr)] += 1
+        self.out.append(OutMad(bytes(req.mad)))
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def on_response(self, mad: Buffer, now: float) -> bool:
+        """Match an answer to its request; True when it was ours (whatever its status)."""
+        self.now = now
+        if len(mad) < _DATA_END:
+            self.drops["malformed_response"] += 1
+            return False
+        key = int.from_bytes(mad[_TID + 4:_TID + 8], "big")
+        req = self._outstanding.pop(key, None)
+        if req is None or mad[_ATTR] << 8 | mad[_ATTR + 1] != req.attr:
+            if req is not None:
+                self._outstanding[key] = req
+            self.drops["unmatched_response"] += 1
+            return False
+        req.done = True
+        status = mad[_STATUS] << 8 | mad[_STATUS + 1]
+        if mad[1] == MgmtClass.SUBN_DIRECTED_ROUTE:
+            status &= 0x7FFF  # the D bit
+        req.callback(req.ctx, status, bytes(mad[SMP_DATA_OFFSET:_DATA_END]))
+        self._pump()
+        return True
+
+    # -- time ---------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """The earliest retry deadline of an outstanding SMP."""
+        q = self._timeouts
+        while q and q[0].done:
+            q.popleft()
+        return q[0].deadline if q else None
+
+    def handle_timer(self, now: float) -> None:
+        """Resend SMPs whose answer is overdue; report the ones out of retries."""
+        self.now = now
+        q = self._timeouts
+        expired: list[_Request] = []
+        while q and (q[0].done or q[0].deadline <= now):
+            req = q.popleft()
+            if not req.done and req.deadline <= now and self._outstanding.get(req.key) is req:
+                expired.append(req)
+        for req in expired:
+            if req.tries <= self.retries:
+                self.counters["retries"] += 1
+                self._transmit(req)
+                continue
+            self.counters["timeouts"] += 1
+            del self._outstanding[req.key]
+            req.done = True
+            req.callback(req.ctx, TIMEOUT, None)
+        self._pump()
+
+    # -- state --------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing is queued or waiting for an answer."""
+        return not self._waiting and not self._outstanding
+
+    @property
+    def outstanding(self) -> int:
+        """SMPs on the wire."""
+        return len(self._outstanding)
+
+    def cancel_all(self) -> None:
+        """Forget every queued and outstanding SMP without calling back (SM stops)."""
+        for req in self._outstanding.values():
+            req.done = True
+        self._outstanding.clear()
+        self._waiting.clear()
+        self._timeouts.clear()
+
+    @property
+    def sent(self) -> int:
+        """SMPs put on the wire, retries included."""
+        return sum(self.stats.values())
+
+
+def lid_routed_smp(method: int, attr: int, attr_mod: int, tid: int, data: Sequence[int] | bytes
+                   ) -> bytes:
+    """A LID-routed SMP (SMInfo to another SM, trap answers): built by the wire builder."""
+    return build_smp(method, attr, attr_mod, tid, bytes(data))
