@@ -6,8 +6,8 @@ the routing engine's internals, so it checks whatever programmed the tables.
 
 Walks are per destination LID and memoised per switch: the path from a switch to a LID is the
 same whichever HCA the packet came from, so each (switch, LID) entry is followed once and HCAs
-on the same leaf share the result. The cost is one step per LFT entry in use, about a second
-for 10,000 HCAs.
+on the same leaf share the result; pair counts are tallied per leaf, not per HCA. For 10,000
+HCAs that is about 0.4 s on a two-level fat tree and 2 s on a three-level one.
 
 Hop counts are links traversed from the source HCA: an HCA to its own leaf switch's LID is 1,
 to another HCA on the same leaf 2, across a two-level fat tree 4.
@@ -19,6 +19,7 @@ up/down never does. It costs one step per (switch, LID) and is meant for small s
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -94,33 +95,42 @@ class _Tables:
                         row[num] = -lid - 2
             self.next_hop.append(row)
 
-    def resolve(self, res: list[int], start: int, dlid: int) -> int:
-        """Links from switch ``start`` to the port with ``dlid``, or _DROP / _LOOP (memoised)."""
-        path: list[int] = []
-        x = start
+    def walk(self, dlid: int, starts: list[int]) -> list[int]:
+        """Links from each switch to the port with ``dlid``, or _DROP / _LOOP; memoised.
+
+        Only switches on some walk from ``starts`` are filled in; the rest stay _UNKNOWN.
+        """
+        res = [_UNKNOWN] * len(self.guids)
+        lfts = self.lfts
+        next_hop = self.next_hop
         target = -dlid - 2
-        while True:
-            base = res[x]
-            if base != _UNKNOWN:
-                if base == _ON_PATH:
-                    base = _LOOP
-                break
-            res[x] = _ON_PATH
-            path.append(x)
-            lft = self.lfts[x]
-            port = lft[dlid] if dlid < len(lft) else 0xFF
-            step = self.next_hop[x][port]
-            if step >= 0:
-                x = step
+        for start in starts:
+            if res[start] != _UNKNOWN:
                 continue
-            base = (0 if port == 0 else 1) if step == target else _DROP
-            res[path.pop()] = base
-            break
-        for node in reversed(path):
-            if base >= 0:
-                base += 1
-            res[node] = base
-        return res[start]
+            path: list[int] = []
+            x = start
+            while True:
+                base = res[x]
+                if base != _UNKNOWN:
+                    if base == _ON_PATH:
+                        base = _LOOP
+                    break
+                res[x] = _ON_PATH
+                path.append(x)
+                lft = lfts[x]
+                port = lft[dlid] if dlid < len(lft) else 0xFF
+                step = next_hop[x][port]
+                if step >= 0:
+                    x = step
+                    continue
+                base = (0 if port == 0 else 1) if step == target else _DROP
+                res[path.pop()] = base
+                break
+            for node in reversed(path):
+                if base >= 0:
+                    base += 1
+                res[node] = base
+        return res
 
 
 def verify_routes(
@@ -156,20 +166,38 @@ def verify_routes(
     present = {port.guid for _node, port in graph.endports}
     dlids = sorted({lid for guid, lid in lids.items() if guid in present and lid})
     report.destinations = len(dlids)
-    n = len(tables.guids)
-    groups = [(s, group, {lid for _g, lid in group}) for s, group in sorted(by_switch.items())]
+    groups = sorted(by_switch.items())
+    starts = [s for s, _group in groups]
+    home = {lid: s for s, group in groups for _g, lid in group}  # HCA LID → its switch
+    sizes: dict[int, list[int]] = {}
+    for s, group in groups:
+        sizes.setdefault(len(group), []).append(s)
+    classes = [(k, operator.itemgetter(*ss), len(ss)) for k, ss in sizes.items()]
+    sources = sum(len(group) for _s, group in groups)
     for dlid in dlids:
-        res = [_UNKNOWN] * n
-        for s, group, group_lids in groups:
-            hops = tables.resolve(res, s, dlid)
-            count = len(group) - (dlid in group_lids)
-            report.pairs += count
-            if hops >= 0:
-                report.hops[hops + 1] += count
-            else:
-                for guid, lid in group:
-                    if lid != dlid:
-                        _fail(report, hops, (guid, dlid), limit)
+        res = tables.walk(dlid, starts)
+        tally: Counter[int] = Counter()
+        for k, get, count in classes:
+            got = get(res)
+            for value, times in Counter(got if count > 1 else (got,)).items():
+                tally[value] += times * k
+        own = home.get(dlid)
+        if own is not None:
+            tally[res[own]] -= 1  # an HCA does not send to itself
+        report.pairs += sources - (own is not None)
+        failed = False
+        for value, times in tally.items():
+            if value >= 0:
+                if times:
+                    report.hops[value + 1] += times
+            elif times:
+                failed = True
+        if failed:
+            for s, group in groups:
+                if res[s] < 0:
+                    for guid, lid in group:
+                        if lid != dlid:
+                            _fail(report, res[s], (guid, dlid), limit)
         for guid, lid, peer_lid in direct:
             if lid == dlid:
                 continue
