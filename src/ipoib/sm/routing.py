@@ -17,7 +17,10 @@ for each LID, an egress port among the candidates, balanced as OpenSM's ``minhop
 When the candidate sets of a switch never overlap (every fat tree), that rule is a round robin
 per candidate set, which is computed a whole block at a time; otherwise every LID is placed in
 turn. Hop counts are found with big-int bitsets (one bit per switch), a level at a time for all
-switches at once, so a 10,000-HCA fat tree routes in about a second on one core.
+switches at once. A 10,000-HCA fat tree routes in about 0.1 s (two levels, 211 switches) to
+0.7 s (three levels, 1438 switches) on one core, in pure Python (``make bench``).
+
+LMC is taken as 0: only base LIDs are routed.
 
 Up/down (:func:`updn`) restricts paths to "up, then down". Switches are ranked by their BFS
 distance from the root switches; a move x → y goes *down* when (rank, GUID) of y is greater than
