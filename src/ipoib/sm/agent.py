@@ -25,13 +25,16 @@ class SmBinding:
     """A :class:`SubnetManager` running on ``node`` port ``port_num`` of ``fabric``.
 
     ``port_num`` defaults to 0 on a switch and 1 on a CA. The binding owns three MAD agents
-    and the IsSM bit of the port; :meth:`close` gives them back.
+    and the IsSM bit of the port; :meth:`close` gives them back. ``on_progress`` is called
+    every ``progress_every`` received MADs: a bring-up runs inside one fabric step, so this
+    is where a progress display can look at :meth:`SubnetManager.progress`.
     """
 
     def __init__(
         self, fabric: Fabric, node: str, port_num: int | None = None, *,
         sm: SubnetManager | None = None, config: SmConfig | None = None,
         guid2lid: Mapping[int, int] | None = None,
+        on_progress: Callable[[], None] | None = None, progress_every: int = 2000,
     ) -> None:
         target = fabric.node(node)
         if port_num is None:
@@ -44,9 +47,13 @@ class SmBinding:
         for cls, version in ((MgmtClass.SUBN_DIRECTED_ROUTE, 1),
                              (MgmtClass.SUBN_LID_ROUTED, 1),
                              (MgmtClass.SUBN_ADM, SA_CLASS_VERSION)):
-            self.agents[cls] = fabric.open_mad_agent(node, port_num, cls, version, self._rx)
+            self.agents[cls] = fabric.open_mad_agent(node, port_num, cls, version, self._rx,
+                                                     requests=True)
         fabric.set_issm(node, port_num, True)
         self.sent = 0
+        self.received = 0
+        self.on_progress = on_progress
+        self.progress_every = max(1, progress_every)
 
     def start(self, now: float | None = None) -> None:
         """Start the SM (its first SMPs go out at once)."""
@@ -57,6 +64,9 @@ class SmBinding:
         addr = MadAddr(slid=rx.slid, src_qp=rx.src_qp, pkey=rx.pkey, sl=rx.sl, dlid=rx.dlid)
         self.sm.receive(rx.mad, addr, self.fabric.now)
         self.flush()
+        self.received += 1
+        if self.on_progress is not None and self.received % self.progress_every == 0:
+            self.on_progress()
 
     def flush(self) -> None:
         """Send every MAD the SM produced."""
