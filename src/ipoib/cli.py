@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "ipoib.commands.demo",
     "ipoib.commands.host",
     "ipoib.commands.topo",
+    "ipoib.commands.sweep",
 )
 
 
