@@ -63,6 +63,22 @@ def test_sa_client_on_the_sm_port_loops_back() -> None:
     assert back is not None and mad_tid(back.mad) == tid
 
 
+def test_sm_agent_sets_is_sm() -> None:
+    fabric, _sm = line3()
+    port = fabric.port("hca-3", 1)
+    assert not port.cap_mask & 2
+    client = fabric.open_mad_agent("hca-3", 1, MgmtClass.SUBN_DIRECTED_ROUTE)
+    assert not port.cap_mask & 2  # a client is not an SM
+    sm_dr = fabric.open_mad_agent("hca-3", 1, MgmtClass.SUBN_DIRECTED_ROUTE, requests=True)
+    sm_lr = fabric.open_mad_agent("hca-3", 1, MgmtClass.SUBN_LID_ROUTED, requests=True)
+    assert port.cap_mask == 0x0050C04A
+    sm_dr.close()
+    assert port.cap_mask & 2
+    sm_lr.close()
+    client.close()
+    assert port.cap_mask == 0x0050C048
+
+
 def test_handlers_are_called_deferred() -> None:
     fabric, sm = line3()
     got: list[ReceivedMad] = []

@@ -152,6 +152,8 @@ def test_multicast_reaches_members_only_with_loopback() -> None:
     assert wc.grh[24:40] == MGID and wc.grh[8:24] == sender.gid
     assert wc.slid == sm.lid_of("hca-1") and wc.src_qp == sender.qp.qp_num
     assert wc.buffer[:40] == wc.grh and wc.byte_len == 40 + len(b"check grh")
+    with pytest.raises(VerbsError):
+        AH(sender.pd, AHAttr(dlid=mlid))  # multicast needs a GRH
     far.qp.detach_mcast(MGID, mlid)
     sender.send(mlid, b"after detach", gr=gr)
     assert fabric.port("hca-3", 1).drops["no_mcast_member"] == 1

@@ -95,6 +95,8 @@ class MadAgent:
     bits 63-32. Unsolicited MADs (requests, traps) of the class reach only an agent
     registered with ``requests=True`` (Linux: a method mask), at most one per port and
     class; a client such as an SA or PMA client leaves it False, a server (SM, SA) sets it.
+    An SMI agent serving requests is an SM: while one is registered the port reports
+    CapabilityMask.IsSM (ibsim sets it for its issm client; on Linux, opening ``issmN``).
     ``handler`` is called (deferred) with each :class:`ReceivedMad`; without one, MADs
     queue for :meth:`recv`.
     """
@@ -121,6 +123,8 @@ class MadAgent:
         node.next_agent_id += 1
         if requests:
             node.agents[key] = self
+            if mgmt_class in SMI_CLASSES:
+                set_issm(node.ports[port_num], True)
         node.agent_ids[self.agent_id] = self
         self.closed = False
 
@@ -139,6 +143,9 @@ class MadAgent:
             self.closed = True
             if self.node.agents.get((self.port_num, self.mgmt_class)) is self:
                 del self.node.agents[(self.port_num, self.mgmt_class)]
+                if self.mgmt_class in SMI_CLASSES and not any(
+                        (self.port_num, c) in self.node.agents for c in SMI_CLASSES):
+                    set_issm(self.port, False)
             self.node.agent_ids.pop(self.agent_id, None)
 
     def recv(self) -> ReceivedMad | None:

@@ -25,8 +25,6 @@ from __future__ import annotations
 import errno
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import IntEnum, IntFlag
 from typing import TYPE_CHECKING, Self
 
 from ..wire.errors import DecodeError
@@ -39,16 +37,33 @@ from ..wire.ib import (
     OP_UD_SEND_ONLY_IMM,
     Grh,
     UdTemplate,
-    bth_dest_qp,
-    bth_pkey,
     build_ud,
     check_ud,
-    deth_qkey,
-    deth_src_qp,
-    ud_payload,
 )
 from . import agents
 from .node import Ca, Node, Port
+from .verbs import (
+    WC,
+    AHAttr,
+    AsyncEvent,
+    DeviceAttr,
+    GlobalRoute,
+    PortAttr,
+    QPAttr,
+    QPCap,
+    QPCreateFlags,
+    QPInitAttr,
+    QPState,
+    QPType,
+    RecvWR,
+    SendFlags,
+    SendWR,
+    VerbsError,
+    WCFlags,
+    WCOpcode,
+    WCStatus,
+    WROpcode,
+)
 
 if TYPE_CHECKING:
     from .fabric import Fabric
@@ -57,76 +72,13 @@ PERMISSIVE = 0xFFFF
 MCAST_BASE = 0xC000
 
 
-class VerbsError(Exception):
-    """A verb failed (pyverbs raises ``PyverbsRDMAError(msg, errno)`` for the same)."""
-
-    def __init__(self, msg: str, error: int = errno.EINVAL) -> None:
-        super().__init__(msg)
-        self.errno = error
-
-
-class QPType(IntEnum):
-    """``ibv_qp_type``."""
-
-    RC = 2
-    UC = 3
-    UD = 4
-
-
-class QPState(IntEnum):
-    """``ibv_qp_state``."""
-
-    RESET = 0
-    INIT = 1
-    RTR = 2
-    RTS = 3
-    SQD = 4
-    SQE = 5
-    ERR = 6
-
-
-class WCStatus(IntEnum):
-    """``ibv_wc_status`` (the ones this simulator produces)."""
-
-    SUCCESS = 0
-    LOC_LEN_ERR = 1
-    LOC_QP_OP_ERR = 2
-    WR_FLUSH_ERR = 5
-
-
-class WCOpcode(IntEnum):
-    """``ibv_wc_opcode``."""
-
-    SEND = 0
-    RECV = 128
-
-
-class WCFlags(IntFlag):
-    """``ibv_wc_flags``."""
-
-    GRH = 1
-    WITH_IMM = 2
-
-
-class WROpcode(IntEnum):
-    """``ibv_wr_opcode`` (UD supports the two sends)."""
-
-    SEND = 2
-    SEND_WITH_IMM = 3
-
-
-class SendFlags(IntFlag):
-    """``ibv_send_flags``."""
-
-    SIGNALED = 2
-    SOLICITED = 4
-
-
-class QPCreateFlags(IntFlag):
-    """``ibv_qp_create_flags``."""
-
-    BLOCK_SELF_MCAST_LB = 2
-
+# Plain ints and members bound once: an Enum attribute lookup costs ~60 ns, and IntFlag
+# arithmetic far more, on a path that runs per packet.
+_SUCCESS, _LOC_LEN_ERR = WCStatus.SUCCESS, WCStatus.LOC_LEN_ERR
+_OP_SEND, _OP_RECV = WCOpcode.SEND, WCOpcode.RECV
+_WC_GRH, _WC_WITH_IMM = int(WCFlags.GRH), int(WCFlags.WITH_IMM)
+_SIGNALED = int(SendFlags.SIGNALED)
+_SEND_WITH_IMM = int(WROpcode.SEND_WITH_IMM)
 
 _QP_TRANSITIONS: dict[QPState, frozenset[QPState]] = {
     QPState.RESET: frozenset({QPState.RESET, QPState.INIT, QPState.ERR}),
@@ -138,168 +90,6 @@ _QP_TRANSITIONS: dict[QPState, frozenset[QPState]] = {
     QPState.ERR: frozenset({QPState.RESET, QPState.ERR}),
 }
 """Allowed ``ibv_modify_qp`` state transitions (IBA 10.3.1, Figure 124)."""
-
-
-# --- plain attribute objects -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceAttr:
-    """``ibv_query_device`` (the fields that mean something here)."""
-
-    node_guid: int
-    sys_image_guid: int
-    vendor_id: int
-    vendor_part_id: int
-    hw_ver: int
-    phys_port_cnt: int
-    max_qp: int = 1 << 16
-    max_qp_wr: int = 1 << 15
-    max_cq: int = 1 << 16
-    max_cqe: int = 1 << 22
-    max_pkeys: int = 64
-    max_mcast_grp: int = 1 << 13
-    max_mcast_qp_attach: int = 1 << 10
-
-
-@dataclass(frozen=True, slots=True)
-class PortAttr:
-    """``ibv_query_port``: state, addressing and MTUs of one port."""
-
-    state: int
-    max_mtu: int
-    active_mtu: int
-    gid_tbl_len: int
-    port_cap_flags: int
-    max_msg_sz: int
-    pkey_tbl_len: int
-    lid: int
-    sm_lid: int
-    lmc: int
-    max_vl_num: int
-    sm_sl: int
-    subnet_timeout: int
-    active_width: int
-    active_speed: int
-    phys_state: int
-
-
-@dataclass(frozen=True, slots=True)
-class AsyncEvent:
-    """An asynchronous event (``ibv_get_async_event``): a name and the port it concerns."""
-
-    event_type: str
-    port_num: int
-
-
-@dataclass(frozen=True, slots=True)
-class GlobalRoute:
-    """The GRH part of an address handle."""
-
-    dgid: bytes
-    flow_label: int = 0
-    sgid_index: int = 0
-    hop_limit: int = 0xFF
-    traffic_class: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class AHAttr:
-    """Address handle attributes: where a UD send goes."""
-
-    dlid: int
-    sl: int = 0
-    src_path_bits: int = 0
-    static_rate: int = 0
-    is_global: bool = False
-    port_num: int = 1
-    gr: GlobalRoute | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QPCap:
-    """Queue sizes of a QP."""
-
-    max_send_wr: int = 128
-    max_recv_wr: int = 128
-    max_send_sge: int = 1
-    max_recv_sge: int = 1
-    max_inline_data: int = 0
-
-
-@dataclass(slots=True)
-class QPAttr:
-    """``ibv_qp_attr``: what :meth:`QP.modify` sets and :meth:`QP.query` reports."""
-
-    qp_state: QPState = QPState.RESET
-    qkey: int = 0
-    pkey_index: int = 0
-    port_num: int = 1
-    sq_psn: int = 0
-    path_mtu: int = 4
-
-
-@dataclass(slots=True)
-class QPInitAttr:
-    """``ibv_qp_init_attr``."""
-
-    qp_type: QPType = QPType.UD
-    scq: CQ | None = None
-    rcq: CQ | None = None
-    cap: QPCap = field(default_factory=QPCap)
-    sq_sig_all: bool = True
-    create_flags: int = 0
-
-
-@dataclass(slots=True)
-class SendWR:
-    """A send work request; ``payload`` replaces a scatter/gather list."""
-
-    wr_id: int = 0
-    payload: bytes = b""
-    opcode: WROpcode = WROpcode.SEND
-    send_flags: int = SendFlags.SIGNALED
-    imm_data: int = 0
-    ah: AH | None = None
-    remote_qpn: int = 0
-    remote_qkey: int = 0
-
-    def set_wr_ud(self, ah: AH, rqpn: int, rqkey: int) -> None:
-        """Address the request (pyverbs ``SendWR.set_wr_ud``)."""
-        self.ah, self.remote_qpn, self.remote_qkey = ah, rqpn, rqkey
-
-
-@dataclass(frozen=True, slots=True)
-class RecvWR:
-    """A receive work request: a buffer of ``length`` bytes (the GRH area included)."""
-
-    wr_id: int = 0
-    length: int = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class WC:
-    """A work completion. ``byte_len`` of a UD receive counts the 40-byte GRH area."""
-
-    wr_id: int
-    status: WCStatus
-    opcode: WCOpcode
-    byte_len: int
-    qp_num: int
-    src_qp: int = 0
-    pkey_index: int = 0
-    slid: int = 0
-    sl: int = 0
-    dlid_path_bits: int = 0
-    wc_flags: int = 0
-    imm_data: int = 0
-    grh: bytes | None = None
-    data: bytes = b""
-
-    @property
-    def buffer(self) -> bytes:
-        """The receive buffer as hardware fills it: 40 GRH bytes (zeros without GRH), data."""
-        return (self.grh or bytes(GRH_SIZE)) + self.data
 
 
 # --- device, PD, CQ, AH ----------------------------------------------------------------------
@@ -465,6 +255,8 @@ class AH:
         self.port = pd.ctx._port(attr.port_num)
         if attr.is_global and attr.gr is None:
             raise VerbsError("a global AH needs a GlobalRoute")
+        if MCAST_BASE <= attr.dlid < PERMISSIVE and not attr.is_global:
+            raise VerbsError("a multicast AH needs a GRH (is_global and a GlobalRoute)")
         self._templates: dict[tuple[int, int, int, int], UdTemplate] = {}
 
     def _grh(self) -> Grh | None:
@@ -513,6 +305,7 @@ class QP:
         self.qp_num = self.node.next_qpn
         self.node.next_qpn += 1
         self.state = QPState.RESET
+        self._rx_ok = self._tx_ok = False
         self.qkey = 0
         self.pkey_index = 0
         self.port_num = 1
@@ -539,6 +332,7 @@ class QP:
             self.detach_mcast(gid, lid)
         self.node.qps.pop(self.qp_num, None)
         self.state = QPState.RESET
+        self._rx_ok = self._tx_ok = False
 
     # state machine
 
@@ -563,6 +357,8 @@ class QP:
                     self.rcq.push(WC(wr.wr_id, WCStatus.WR_FLUSH_ERR, WCOpcode.RECV, 0,
                                      self.qp_num))
         self.state = new
+        self._rx_ok = self.qp_type == QPType.UD and new in (QPState.RTR, QPState.RTS)
+        self._tx_ok = self.qp_type == QPType.UD and new == QPState.RTS
 
     def to_init(self, attr: QPAttr) -> None:
         """RESET -> INIT with port, P_Key index and Q_Key."""
@@ -598,27 +394,27 @@ class QP:
 
     def post_send(self, wr: SendWR) -> None:
         """Send one work request (UD: needs RTS and an AH)."""
-        if self.qp_type != QPType.UD:
-            raise VerbsError("RC transport is not implemented", errno.EOPNOTSUPP)
-        if self.state != QPState.RTS:
+        if not self._tx_ok:
+            if self.qp_type != QPType.UD:
+                raise VerbsError("RC transport is not implemented", errno.EOPNOTSUPP)
             raise VerbsError(f"QP {self.qp_num:#x} is {self.state.name}, not RTS")
         ah = wr.ah
         if ah is None:
             raise VerbsError("a UD send needs an AH")
         port = ah.port
         payload = wr.payload
-        signaled = self.sq_sig_all or wr.send_flags & SendFlags.SIGNALED
-        if len(payload) > 128 << port.active_mtu:
-            self.scq.push(WC(wr.wr_id, WCStatus.LOC_LEN_ERR, WCOpcode.SEND, len(payload),
-                             self.qp_num))
+        n = len(payload)
+        if n > 128 << min(port.mtu_cap, port.neighbor_mtu):
+            self.scq.push(WC(wr.wr_id, _LOC_LEN_ERR, _OP_SEND, n, self.qp_num))
             return
-        qkey = self.qkey if wr.remote_qkey & 0x8000_0000 else wr.remote_qkey
+        rqkey = wr.remote_qkey
+        qkey = self.qkey if rqkey & 0x8000_0000 else rqkey
         pkeys = port.pkeys
         pkey = pkeys[self.pkey_index] if self.pkey_index < len(pkeys) else 0
         dlid = ah.attr.dlid
         mcast = MCAST_BASE <= dlid < PERMISSIVE
         dest_qp = MULTICAST_QPN if mcast else wr.remote_qpn
-        if wr.opcode == WROpcode.SEND_WITH_IMM:
+        if wr.opcode == _SEND_WITH_IMM:
             pkt = build_ud(vl=0, sl=ah.attr.sl, dlid=dlid,
                            slid=port.lid | ah.attr.src_path_bits, pkey=pkey, dest_qp=dest_qp,
                            qkey=qkey, src_qp=self.qp_num, payload=payload, grh=ah._grh(),
@@ -630,13 +426,12 @@ class QP:
             port.xmit_mcast += 1
             _mcast_deliver(self.node, port, pkt, dlid, self)
             fabric.transmit(port, pkt)
-        elif port.owns_lid(dlid):
+        elif port.lid and port.lid <= dlid < port.lid + (1 << port.lmc):
             fabric.loopback(port, pkt)
         else:
             fabric.transmit(port, pkt)
-        if signaled:
-            self.scq.push(WC(wr.wr_id, WCStatus.SUCCESS, WCOpcode.SEND, len(payload),
-                             self.qp_num))
+        if self.sq_sig_all or wr.send_flags & _SIGNALED:
+            self.scq.push(WC(wr.wr_id, _SUCCESS, _OP_SEND, n, self.qp_num))
 
     # multicast
 
@@ -664,24 +459,32 @@ class QP:
     # receive
 
     def deliver(self, port: Port, pkt: bytes, off: int) -> None:
-        """Take a UD packet addressed to this QP (headers checked by :func:`receive`)."""
-        if self.qp_type != QPType.UD or self.state not in (QPState.RTR, QPState.RTS) \
-                or self.port_num != port.num:
+        """Take a UD packet addressed to this QP (headers checked by :func:`receive`).
+
+        The hot path reads BTH.P_Key, DETH.Q_Key and BTH.PadCnt in place (wire-formats.md
+        §1.3-1.4: BTH bytes 1 and 2-3, DETH bytes 0-3) and copies the payload only once a
+        receive buffer is known to be there.
+        """
+        if not self._rx_ok or self.port_num != port.num:
             port.drops["no_qp"] += 1
             return
-        pkey = bth_pkey(pkt, off)
+        pkey = pkt[off + 2] << 8 | pkt[off + 3]
         pkeys = port.pkeys
         mine = pkeys[self.pkey_index] if self.pkey_index < len(pkeys) else 0
         if pkey & 0x7FFF != mine & 0x7FFF or not (pkey | mine) & 0x8000 or not pkey & 0x7FFF:
             port.drops["bad_pkey"] += 1
             port.pkey_violations = min(port.pkey_violations + 1, 0xFFFF)
             return
-        if deth_qkey(pkt, off) != self.qkey:
+        q = off + 12
+        if (pkt[q] << 24 | pkt[q + 1] << 16 | pkt[q + 2] << 8 | pkt[q + 3]) != self.qkey:
             port.drops["bad_qkey"] += 1
             port.qkey_violations = min(port.qkey_violations + 1, 0xFFFF)
             return
-        data = ud_payload(pkt, off)
-        if len(data) > 128 << port.active_mtu:
+        imm = pkt[off] == OP_UD_SEND_ONLY_IMM
+        start = off + (24 if imm else 20)
+        end = len(pkt) - (pkt[off + 1] >> 4 & 3)
+        mtu = min(port.neighbor_mtu, port.mtu_cap)
+        if end - start > 128 << mtu:
             port.drops["mtu_exceeded"] += 1
             return
         rq = self.rq
@@ -689,24 +492,22 @@ class QP:
             port.drops["no_recv_wr"] += 1
             return
         wr = rq.popleft()
-        global_ = pkt[1] & 3 == LNH_GLOBAL
-        byte_len = GRH_SIZE + len(data)
+        byte_len = GRH_SIZE + end - start
         if byte_len > wr.length:
             port.drops["recv_too_small"] += 1
-            self.rcq.push(WC(wr.wr_id, WCStatus.LOC_LEN_ERR, WCOpcode.RECV, byte_len,
-                             self.qp_num))
+            self.rcq.push(WC(wr.wr_id, _LOC_LEN_ERR, _OP_RECV, byte_len, self.qp_num))
             return
-        imm = pkt[off] == OP_UD_SEND_ONLY_IMM
-        flags = (WCFlags.GRH if global_ else 0) | (WCFlags.WITH_IMM if imm else 0)
+        global_ = pkt[1] & 3 == LNH_GLOBAL
         dlid = pkt[2] << 8 | pkt[3]
+        s = off + 17
         wc = WC(
-            wr.wr_id, WCStatus.SUCCESS, WCOpcode.RECV, byte_len, self.qp_num,
-            src_qp=deth_src_qp(pkt, off), pkey_index=self.pkey_index,
-            slid=pkt[6] << 8 | pkt[7], sl=pkt[1] >> 4,
-            dlid_path_bits=dlid & ((1 << port.lmc) - 1) if dlid < MCAST_BASE else 0,
-            wc_flags=int(flags),
-            imm_data=int.from_bytes(pkt[off + 20:off + 24], "big") if imm else 0,
-            grh=pkt[LRH_SIZE:LRH_SIZE + GRH_SIZE] if global_ else None, data=data,
+            wr.wr_id, _SUCCESS, _OP_RECV, byte_len, self.qp_num,
+            pkt[s] << 16 | pkt[s + 1] << 8 | pkt[s + 2], self.pkey_index,
+            pkt[6] << 8 | pkt[7], pkt[1] >> 4,
+            dlid & ((1 << port.lmc) - 1) if dlid < MCAST_BASE else 0,
+            (_WC_GRH if global_ else 0) | (_WC_WITH_IMM if imm else 0),
+            int.from_bytes(pkt[off + 20:off + 24], "big") if imm else 0,
+            pkt[LRH_SIZE:LRH_SIZE + GRH_SIZE] if global_ else None, pkt[start:end],
         )
         if not self.rcq.push(wc):
             port.drops["cq_overflow"] += 1
@@ -740,7 +541,7 @@ def receive(fabric: Fabric, node: Node, port: Port, pkt: bytes) -> None:
         port.drops["malformed"] += 1
         return
     dlid = pkt[2] << 8 | pkt[3]
-    dqp = bth_dest_qp(pkt, off)
+    dqp = pkt[off + 5] << 16 | pkt[off + 6] << 8 | pkt[off + 7]  # BTH.DestQP
     if dqp <= 1:
         if dlid == PERMISSIVE or port.owns_lid(dlid):
             agents.receive_checked(fabric, node, port, pkt, off, port.num)
@@ -760,7 +561,8 @@ def receive(fabric: Fabric, node: Node, port: Port, pkt: bytes) -> None:
             return
         _mcast_deliver(node, port, pkt, dlid, None)
         return
-    if not port.owns_lid(dlid):
+    base = port.lid
+    if not base or not base <= dlid < base + (1 << port.lmc):
         port.drops["not_for_us"] += 1
         return
     qp = node.qps.get(dqp)
