@@ -135,3 +135,16 @@ def test_deferred_callbacks_are_not_reentrant() -> None:
     fabric.defer(lambda: cb(50))
     fabric.process(0.0)
     assert calls == [1] * 51
+
+
+def test_every_drop_reason_is_documented() -> None:
+    """The reasons the code counts are exactly the documented set (node.DROP_REASONS)."""
+    import re
+
+    import ipoib.fabric as pkg
+    from ipoib.fabric.node import DROP_REASONS
+
+    used: set[str] = set()
+    for src in Path(pkg.__file__).parent.glob("*.py"):
+        used |= set(re.findall(r'drops\["([a-z0-9_]+)"\]', src.read_text()))
+    assert used == set(DROP_REASONS)

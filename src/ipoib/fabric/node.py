@@ -63,7 +63,7 @@ DROP_REASONS = frozenset({
     # forwarding (counted at the port named)
     "link_down",          # egress port not physically up, or not cabled
     "port_not_active",    # a data (non-VL15) packet at a port, or to a peer, not ACTIVE
-    "fault_drop",         # set_drop_rate() loss
+    "fault_drop",         # set_drop_rate() loss (counted at the receiving port)
     "no_route",           # LFT entry 0xFF or an invalid port (ingress port of the switch)
     "lid_beyond_top",     # DLID above SwitchInfo.LinearFDBTop
     "hop_limit",          # more switch hops than Fabric.MAX_HOPS: a routing loop
@@ -72,13 +72,14 @@ DROP_REASONS = frozenset({
     "malformed",          # not a well-formed packet (too short, bad headers)
     # end nodes
     "not_for_us",         # DLID is not one of the port's LIDs
-    "vl15_not_qp0",       # VL15 packet to a QP other than QP0 (IBA C7-?; hardware drops)
+    "vl15_not_qp0",       # VL15 packet to a QP other than QP0 (hardware drops it)
     "qp0_not_vl15",       # QP0 packet on a data VL
     "bad_qkey",           # Q_Key mismatch (PortInfo.Q_KeyViolations also counts)
     "bad_pkey",           # P_Key not in the port's table (PortInfo.P_KeyViolations also)
     "no_qp",              # no such QP, or QP not ready to receive
     "no_recv_wr",         # no receive posted (real HCAs drop silently)
     "recv_too_small",     # posted receive buffer smaller than GRH + payload
+    "cq_overflow",        # the receive CQ was full: the completion is lost
     "mtu_exceeded",       # payload larger than the port's active MTU
     "no_mcast_member",    # multicast packet for a group no QP on the port attached
     "mcast_loopback",     # multicast from this very QP (not delivered back to the sender)
