@@ -7,8 +7,8 @@ What a MAD meets when it reaches a node (the Linux MAD layer's order, ``ib_mad.c
 2. Directed-route SMPs go through the C14-9/C14-13 rules (:mod:`.sma`) and may be passed on.
 3. Requests the built-in agents know are answered by them: the SMA (every SMP attribute but
    SMInfo and traps) and the PMA (all of class 0x04).
-4. Other requests go to the :class:`MadAgent` registered for the class on that port; with
-   none, a Get or Set is answered "unsupported" (status 0x000C, Linux
+4. Other requests go to the :class:`MadAgent` serving the class's requests on that port;
+   with none, a Get or Set is answered "unsupported" (status 0x000C, Linux
    ``generate_unmatched_resp``) and anything else is dropped (``no_agent``).
 5. Responses go to the agent whose id is the high 32 bits of the TID (the sending agent
    stamps it there, as the Linux MAD layer does); TrapRepress cancels a pending trap.
@@ -41,11 +41,12 @@ from ..wire.ib import (
     ud_payload,
 )
 from ..wire.mad import (
-    DrSmpHeader,
     MadStatus,
     Method,
     MgmtClass,
     build_smp,
+    dr_direction,
+    dr_slid,
     is_response,
     mad_base_version,
     mad_class,
@@ -179,10 +180,9 @@ class MadAgent:
         cls = mad_class(mad)
         qp0 = cls in SMI_CLASSES
         if cls == MgmtClass.SUBN_DIRECTED_ROUTE:
-            hdr = DrSmpHeader.decode(mad)
-            if hdr.direction:
+            if dr_direction(mad):
                 act = sma.dr_respond(self.node, mad, dlid)
-            elif hdr.dr_slid == PERMISSIVE:
+            elif dr_slid(mad) == PERMISSIVE:
                 act = sma.dr_send(self.node, mad)
                 if act[0] == sma.DR_PORT and not self.node.is_switch:
                     act = (sma.DR_PORT, act[1], self.port_num)  # a CA sends from its port

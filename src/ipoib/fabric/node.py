@@ -216,9 +216,10 @@ class Node:
         self.revision = revision
         self.nports = nports
         self.ports = [Port(self, i, port_guids[i]) for i in range(nports + 1)]
+        """Indexed by port number; a CA's ``ports[0]`` is a never-cabled placeholder."""
         self.drops: Counter[str] = Counter()
         self.agents: dict[tuple[int, int], Any] = {}
-        """(port, management class) -> the MadAgent registered there (see agents.py)."""
+        """(port, management class) -> the MadAgent serving requests there (agents.py)."""
         self.agent_ids: dict[int, Any] = {}
         """Agent id (the high 32 bits of the TIDs it sends) -> MadAgent."""
         self.next_agent_id = 1
@@ -321,7 +322,7 @@ class Switch(Node):
 
     def port_changed(self, port: Port, old_state: int, *, by_sm: bool) -> None:
         """A link-driven change of an external port sets PortStateChange (IBA 14.2.5.4) and
-        raises Trap 128; changes the SM itself made do not (IBA p. 731, as ibsim)."""
+        raises Trap 128; a state the SM itself set on this port does not (as ibsim)."""
         if by_sm or port.num == 0:
             return
         self.port_state_change = True
