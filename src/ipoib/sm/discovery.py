@@ -42,7 +42,7 @@ PI_FIELDS = Fields(
     PortInfo, "lid", "lmc", "port_state", "port_physical_state", "link_width_active",
     "link_speed_active", "link_speed_ext_active", "mtu_cap", "capability_mask",
 )
-PI_STATE = Fields(PortInfo, "lid", "port_state")
+PI_STATE = Fields(PortInfo, "lid", "port_state", "capability_mask")
 SI_PSC = Fields(SwitchInfo, "port_state_change")
 
 ERROR_REASONS = ("node_info", "node_description", "port_info", "switch_info", "p_key_table",
@@ -224,11 +224,12 @@ class Discovery:
 
 
 class LightSweep:
-    """Re-read SwitchInfo of every switch and PortInfo of every CA endport.
+    """Re-read SwitchInfo of every switch and PortInfo of every endport.
 
     ``on_done(changed)`` is called when every answer is in; ``changed`` is True if a switch
     reports PortStateChange, a CA port is no longer ACTIVE or has another LID than
-    ``lids`` says, or an SMP went unanswered (a node disappeared).
+    ``lids`` says, an endport started or stopped advertising IsSM (an SM came or went), or
+    an SMP went unanswered (a node disappeared).
     """
 
     def __init__(self, tx: SmpTransactions, subnet: Subnet, lids: dict[int, int],
@@ -243,18 +244,18 @@ class LightSweep:
 
     def start(self) -> None:
         """Send the reads; with nothing to read, finish at once."""
-        graph = self.subnet.graph
-        for node in graph.nodes.values():
+        sub = self.subnet
+        for node in sub.graph.nodes.values():
             if node.kind == NodeType.SWITCH:
-                self._ask(SmpAttr.SWITCH_INFO, 0, self.subnet.node_paths[node.guid],
-                          self._switch_info, node.guid)
+                path = sub.node_paths[node.guid]
+                self._ask(SmpAttr.SWITCH_INFO, 0, path, self._switch_info, node.guid)
+                self._ask(SmpAttr.PORT_INFO, 0, path, self._port_info, (node.guid, 0))
             else:
                 for num, port in node.ports.items():
-                    if port.guid and port.neighbour is not None or (
-                        port.guid == self.subnet.sm_port_guid and num > 0
-                    ):
+                    if num and port.guid and (port.neighbour is not None
+                                              or port.guid == sub.sm_port_guid):
                         self._ask(SmpAttr.PORT_INFO, num, port.dr_path, self._port_info,
-                                  port.guid)
+                                  (node.guid, num))
         if self.pending == 0:
             self.on_done(False)
 
@@ -283,9 +284,14 @@ class LightSweep:
         if status or data is None:
             self._flag("port_unreachable")
         else:
-            lid, state = PI_STATE.read(data)
+            lid, state, cap = PI_STATE.read(data)
+            guid, num = ctx
+            port = self.subnet.graph.nodes[guid].ports[num]
+            before = self.subnet.port_info.get(ctx)
             if state != ACTIVE:
                 self._flag("port_not_active")
-            elif lid != self.lids.get(ctx, lid):
+            elif lid != self.lids.get(port.guid, lid):
                 self._flag("lid_changed")
+            elif before is not None and (PI_STATE.read(before)[2] ^ cap) & PortCap.IS_SM:
+                self._flag("sm_changed")
         self._answered()

@@ -419,21 +419,25 @@ class SubnetManager:
         return priority > mine or (priority == mine and guid < self.sm_port_guid)
 
     def _defer_to_other_sm(self, sub: Subnet) -> bool:
-        """Go standby under a master that outranks us, or hand over to a standby that does."""
+        """IBA 14.4.1: a discovering SM that finds a master stands by (the master hands over
+        if the newcomer outranks it); a master stands by for a master that outranks it and
+        hands over to a standby that does."""
+        master = self.state == SmState.MASTER
         for port_guid, raw in sorted(sub.sm_info.items()):
-            info = SmInfo.decode(raw)
             if port_guid == sub.sm_port_guid:
                 continue
+            info = SmInfo.decode(raw)
             ranks = self._outranks(info.priority, port_guid)
-            if info.sm_state == SmState.MASTER and ranks:
-                self._become_standby(port_guid, sub.sm_paths[port_guid], sub)
+            path = sub.sm_paths[port_guid]
+            if info.sm_state == SmState.MASTER and (ranks or not master):
+                self._become_standby(port_guid, path, sub)
                 return True
-            if ranks and info.sm_state == SmState.STANDBY and self.state == SmState.MASTER:
+            if master and ranks and info.sm_state in (SmState.STANDBY, SmState.DISCOVERING):
                 self._note(f"handing over to SM {port_guid:#x} (priority {info.priority})")
-                self.tx.request(Method.SET, SmpAttr.SM_INFO, SmInfoAttrMod.HANDOVER,
-                                sub.sm_paths[port_guid], self._sminfo_bytes(),
-                                self._ignore, None)
-                self._become_standby(port_guid, sub.sm_paths[port_guid], sub)
+                self.counters["handovers"] += 1
+                self.tx.request(Method.SET, SmpAttr.SM_INFO, SmInfoAttrMod.HANDOVER, path,
+                                self._sminfo_bytes(), self._ignore, None)
+                self._become_standby(port_guid, path, sub)
                 return True
         return False
 

@@ -159,6 +159,8 @@ class SmpTransactions:
         self._timeouts: deque[_Request] = deque()
         self._templates: dict[tuple[int, int], bytes] = {}
         self.now = 0.0
+        self.high_water = 0
+        """The most SMPs ever outstanding at once (never above ``window``)."""
 
     # -- sending ------------------------------------------------------------------------
 
@@ -197,6 +199,8 @@ class SmpTransactions:
             req.key = key
             outstanding[key] = req
             self._transmit(req)
+        if len(outstanding) > self.high_water:
+            self.high_water = len(outstanding)
 
     def _transmit(self, req: _Request) -> None:
         req.mad[_TID:_TID + 8] = req.key.to_bytes(8, "big")
