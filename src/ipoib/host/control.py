@@ -101,7 +101,8 @@ class ControlServer:
         try:
             result = handler(request)
         except Exception as e:  # noqa: BLE001 - a handler bug must not stop the daemon
-            text = str(e).splitlines()[0] if str(e) else type(e).__name__
+            msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+            text = msg.splitlines()[0] if msg.strip() else type(e).__name__
             return {"ok": False, "error": f"{cmd}: {text}"}
         finally:
             if self.after is not None:

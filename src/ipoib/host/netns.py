@@ -57,9 +57,12 @@ def name_for(node: str, prefix: str = DEFAULT_PREFIX) -> str:
     """The namespace name of ``node``: ``prefix`` + the node name made a safe file name.
 
     Runs of characters other than letters, digits, ``_``, ``.`` and ``-`` become one ``-``;
-    the result never is ``.`` or ``..`` and is cut to :data:`MAX_NAME` characters.
+    a node name of nothing but dots becomes ``node``; the result is cut to
+    :data:`MAX_NAME` characters.
     """
-    body = _INVALID.sub("-", node).strip("-") or "node"
+    body = _INVALID.sub("-", node).strip("-")
+    if not body.strip("."):
+        body = "node"
     name = (prefix + body)[:MAX_NAME]
     if name in (".", "..") or "/" in name or not name:
         raise HostError(f"cannot make a namespace name from prefix {prefix!r} and {node!r}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -181,11 +182,15 @@ class Runtime:
 
     # -- lifetime -----------------------------------------------------------------------
 
-    async def run(self, *, handle_signals: bool = True) -> None:
-        """Serve until :meth:`stop` (or SIGINT/SIGTERM when ``handle_signals``)."""
+    async def run(self, *, handle_signals: bool | None = None) -> None:
+        """Serve until :meth:`stop` (or SIGINT/SIGTERM when ``handle_signals``, which by
+        default is whether the loop runs in the main thread, the only one signals reach).
+        """
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._stopped = asyncio.Event()
+        if handle_signals is None:
+            handle_signals = threading.current_thread() is threading.main_thread()
         signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
         for sig in signals:
             loop.add_signal_handler(sig, self.stop)
