@@ -44,7 +44,8 @@ def node_records(src: SaSource, req: NodeRecord, mask: int, requester: End) -> l
                 continue
             if not switch and not common_pkey(sub, requester, (node.guid, num)):
                 continue
-            rec = NodeRecord.from_attributes(lid, info, node.desc[:64])
+            rec = NodeRecord.from_attributes(lid, info[:NodeRecord.NODE_INFO_SIZE],
+                                             _desc(node.desc))
             if match(rec, req, mask & ~NR_LID):
                 out.append(rec)
     return out
@@ -84,3 +85,9 @@ def port_info_records(src: SaSource, req: PortInfoRecord, mask: int, requester: 
             if match(rec, req, mask & ~PIR_LID):
                 out.append(rec)
     return out
+
+
+def _desc(text: str) -> str:
+    """A NodeDescription that fits its 64 bytes (cut on a character boundary)."""
+    raw = text.encode()[:64]
+    return raw.decode("utf-8", "ignore")

@@ -34,7 +34,7 @@ from ...mad.rmpp import (
     Step,
     is_rmpp,
 )
-from ...wire.errors import DecodeError
+from ...wire.errors import DecodeError, WireError
 from ...wire.layout import Record
 from ...wire.mad import (
     RMPP_FLAG_ACTIVE,
@@ -165,6 +165,14 @@ class SaServer:
         return self._request(sa, bytes(mad).ljust(256, b"\0"), addr, now)
 
     def _request(self, sa: SaMad, raw: bytes, addr: MadAddr, now: float) -> list[OutMad]:
+        """One request; a record that cannot be encoded is dropped, never raised."""
+        try:
+            return self._dispatch(sa, raw, addr, now)
+        except WireError:
+            self.drops["malformed"] += 1
+            return []
+
+    def _dispatch(self, sa: SaMad, raw: bytes, addr: MadAddr, now: float) -> list[OutMad]:
         src = self.src
         method = sa.header.method
         key = sa.sa.sm_key
