@@ -156,10 +156,19 @@ def test_a_sigkilled_daemon_is_cleaned_by_down(fabric: Path, prefix: str,
     assert left == [f"{prefix}hca-2", f"{prefix}hca-3"]
     one_line_error(ipoib("show", "hosts"), "no daemon is running")
     one_line_error(ipoib("exec", "hca-2", "--", "true"), "no daemon is running")
+    # a new `up` cleans the dead daemon's leftovers first
+    again = ipoib("up", str(fabric), "--detach", "--hosts", "hca-1")
+    assert again.returncode == 0, again.stderr
+    assert f"cleaned up after a daemon that died (pid {state.pid})" in again.stderr
+    assert sorted(n for n in ip_netns_list() if n.startswith(prefix)) == [f"{prefix}hca-1"]
+    state = run_dir.load()
+    assert state is not None
+    os.kill(state.pid, signal.SIGKILL)
+    assert _pid_gone(state.pid)
     down = ipoib("down")
     assert down.returncode == 0, down.stderr
     assert "cleaned up after a daemon that died" in down.stdout
-    assert f"namespace {prefix}hca-2" in down.stdout
+    assert f"namespace {prefix}hca-1" in down.stdout
     assert not [n for n in ip_netns_list() if n.startswith(prefix)]
     assert not run_dir.path.exists()
 

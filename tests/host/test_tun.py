@@ -60,6 +60,8 @@ def test_carrier_starts_off_and_follows_set_carrier(ns_pair: tuple[str, str]) ->
         assert tun.link_info(ns)["carrier"] == 0
         t.set_carrier(True)
         assert tun.link_info(ns)["carrier"] == 1
+        # carrier coming up does not make the kernel add a link-local address of its own
+        assert sorted(tun.link_info(ns)["addresses"]) == ["10.99.0.1/24", f"{LL.ip}/64"]
         assert "LOWER_UP" in ip_json(ns, "link", "show", "ib0")[0]["flags"]
         t.set_carrier(False)
         assert tun.link_info(ns)["carrier"] == 0

@@ -189,10 +189,14 @@ def _become_daemon(args: argparse.Namespace, topo: Topology, subnet: IPv4Network
 
     def report(kind: str, payload: Any) -> None:
         nonlocal pipe
-        if pipe is not None:
+        if pipe is None:
+            return
+        try:
             os.write(pipe, json.dumps({"event": kind, "payload": payload}).encode() + b"\n")
-            os.close(pipe)
-            pipe = None
+        except OSError:  # the parent is gone; the daemon serves anyway
+            pass
+        os.close(pipe)
+        pipe = None
 
     try:
         os.setsid()
@@ -251,11 +255,7 @@ def _down(run_dir: RunDir) -> int:
     pid = state.pid if state else None
     how = "stopped"
     if alive:
-        try:
-            control.request(run_dir.socket_path, "stop", timeout=2.0)
-        except HostError:
-            pass
-        if not run_dir.wait_acquire(STOP_TIMEOUT):
+        if not _ask_to_stop(run_dir):
             pid = pid or _wait_pid(run_dir)
             if pid is None:
                 raise CliError(f"a daemon holds {run_dir.path} but wrote no state; "
@@ -281,6 +281,25 @@ def _down(run_dir: RunDir) -> int:
         print(f"{how} the daemon{what}"
               f"{'; removed ' + ', '.join(removed) if removed else ''}")
     return 0
+
+
+def _ask_to_stop(run_dir: RunDir) -> bool:
+    """Send "stop" (again, while the daemon is still setting up) until it lets go of the
+    run directory, for at most :data:`STOP_TIMEOUT` seconds; True once we hold it.
+    """
+    deadline = time.monotonic() + STOP_TIMEOUT
+    asked = False
+    while True:
+        if not asked:
+            try:
+                control.request(run_dir.socket_path, "stop", timeout=2.0)
+                asked = True
+            except HostError:
+                pass
+        if run_dir.wait_acquire(0.2):
+            return True
+        if time.monotonic() >= deadline:
+            return False
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -39,6 +39,8 @@ DEFAULT_MTU = 2044
 """The IPoIB datagram-mode MTU on a 2048-byte IB MTU: 2048 minus the 4-byte header."""
 
 ReadyCallback = Callable[[list[dict[str, Any]]], None]
+Starter = Callable[[asyncio.AbstractEventLoop, Runtime], None]
+"""Called once the loop runs, before the first pump: opens sockets, adds readers."""
 TimeoutCallback = Callable[[list[str]], None]
 
 
@@ -128,6 +130,7 @@ class Daemon:
     def __init__(self, hosts: Sequence[Host], pumpables: Sequence[Pumpable] = (),
                  handlers: Mapping[str, Handler] | None = None, *,
                  run_dir: RunDir | None = None, topology: str = "",
+                 starters: Sequence[Starter] = (),
                  closers: Sequence[Callable[[], None]] = ()) -> None:
         names = [h.name for h in hosts]
         if len(set(names)) != len(names) or len({h.netns for h in hosts}) != len(hosts):
@@ -142,6 +145,7 @@ class Daemon:
             self.control.register(name, handler)
         for name, handler in (handlers or {}).items():
             self.control.register(name, handler)
+        self.starters = list(starters)
         self.closers = list(closers)
         self.state = RunState(pid=os.getpid(), started=time.time(), topology=topology,
                               control=str(self.run_dir.socket_path))
@@ -189,7 +193,8 @@ class Daemon:
             self._save()
 
     def teardown(self) -> list[str]:
-        """Close the TUNs, run the closers, remove every namespace and the state."""
+        """Close the TUNs, run the closers (the loop has stopped), remove every namespace
+        and the state."""
         for h in self.hosts:
             if h.tun is not None:
                 h.tun.close()
@@ -214,6 +219,8 @@ class Daemon:
         """
         loop = asyncio.get_running_loop()
         await self.control.start()
+        for start in self.starters:
+            start(loop, self.runtime)
         timer: asyncio.TimerHandle | None = None
 
         def check(*_: object) -> None:

@@ -8,6 +8,9 @@ docs/conventions.md: ``process(now)`` on every pumpable, then whatever each endp
 its host is written to its TUN, then one ``loop.call_at`` is armed for the earliest
 ``get_timer()``. A timer already armed earlier than needed is left alone (it fires, pumps and
 re-arms), so a busy data path does not churn timer handles.
+
+Other sources of work (the ibsim server's socket, a control command) register their own
+``loop.add_reader`` or run as handlers, and call :meth:`Runtime.kick` to get a pump.
 """
 
 from __future__ import annotations
