@@ -13,6 +13,8 @@ reason                    meaning
 ========================  ======================================================================
 tx_no_carrier             sent while the carrier is off (broadcast group not joined, port down)
 tx_bad_ethertype          EtherType Linux would not send (IP, IPv6, ARP, RARP, TIPC only)
+tx_malformed              an IP packet from the host too short for its header
+tx_no_route               no route covers the destination (no on-link prefix, no gateway)
 tx_too_long               larger than the path or link MTU (also counts a tx error)
 tx_queue_full             a neighbour's or path's resolution queue was full (3 by default)
 tx_neigh_failed           address resolution failed (ARP/ND unanswered), or the destination
@@ -55,6 +57,7 @@ ETHTOOL_STATS: tuple[str, ...] = (
 
 DROP_REASONS: frozenset[str] = frozenset({
     "tx_no_carrier", "tx_bad_ethertype", "tx_too_long", "tx_queue_full", "tx_neigh_failed",
+    "tx_malformed", "tx_no_route",
     "tx_neigh_table_full", "tx_neigh_evicted", "tx_path_failed", "tx_path_table_full",
     "tx_flushed", "tx_mcast_no_broadcast", "tx_mcast_queue_full", "tx_mcast_table_full", "tx_mcast_join_failed",
     "tx_post_failed",

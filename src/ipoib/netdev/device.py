@@ -1,0 +1,306 @@
+"""The IPoIB interface: the host's IP packets in and out, the pump contract.
+
+:class:`IpoibDevice` is sans-I/O (docs/conventions.md, the pump contract): the host layer
+calls :meth:`~IpoibDevice.transmit` per IP packet read from its TUN device (``IFF_NO_PI``:
+the first nibble tells IPv4 from IPv6), :meth:`~IpoibDevice.process` after every batch,
+:meth:`~IpoibDevice.get_timer` for the next deadline and :meth:`~IpoibDevice.drain_to_host`
+for the packets to write back. It touches the fabric only through the verbs objects of
+:mod:`ipoib.fabric.hca` and SA MADs on QP1 (ARCHITECTURE.md law 1); the state, the verbs
+set-up, the SA and the events are in :mod:`.control`.
+
+**Transmit** (law 6, the 2004 mail's design): the destination is peeked from the IP header,
+the route cache gives the next hop, ``NeighTable.lookup`` the neighbour, and a ready
+neighbour's ``tx`` — a reused work request already addressed (AH, remote QPN, Q_Key), the
+path's MTU limit and the shared :class:`~ipoib.netdev.actions.Ah` — is posted after one
+concatenation of the 4-byte IPoIB header. No lookup by 20-byte address, no SA traffic, no
+object made but the payload. Everything else — multicast, unresolved neighbours, the host's
+ND, IGMP and MLD — takes the slow path through the sans-I/O tables.
+
+**Receive**: completions from a fixed ring of receive work requests, each reposted as it is
+consumed; the GRH area and the IPoIB header are stripped, our own multicast echo is dropped
+by SLID and QPN (as Linux does), ARP and ND go to the resolver, IP goes to the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..fabric import hca
+from ..fabric.hca import VerbsError
+from ..wire.gid import gid_to_str
+from ..wire.ip import IpProto
+from ..wire.ipoib import ENCAP_IPV4, ENCAP_IPV6, EtherType
+from .actions import Frame
+from .control import HDR, SIGNALED, DeviceConfig, DeviceControl
+from .counters import Counters
+from .mcast import McastView
+from .neigh import NeighView
+from .path import PathView
+from .resolve import Resolver, RouteView
+
+__all__ = ["DeviceConfig", "IpoibDevice"]
+
+_GRH_FLAG = int(hca.WCFlags.GRH)
+_ICMPV6 = int(IpProto.ICMPV6)
+
+
+class IpoibDevice(DeviceControl):
+    """One IPoIB interface in datagram mode on one HCA port (see the module docstring).
+
+    ``IpoibDevice(ctx, port_num=1, *, pkey=0xFFFF, config=DeviceConfig())``; then
+    :meth:`open`, and the pump.
+    """
+
+    # --- the transmit path ---------------------------------------------------------------------
+
+    def transmit(self, packet: bytes, now: float) -> None:
+        """Send one IP packet from the host (TUN, ``IFF_NO_PI``: the first nibble tells the
+        version). The hot path: route cache → neighbour → prebuilt send → post."""
+        if not self._carrier:
+            self.stats.drop("tx_no_carrier")
+            return
+        v = packet[0] >> 4 if packet else 0
+        if v == 4:
+            hop = self._hops.get(packet[16:20])
+            hdr = ENCAP_IPV4
+        elif v == 6:
+            hop = self._hops.get(packet[24:40])
+            hdr = ENCAP_IPV6
+            if hop is not None and packet[6] == _ICMPV6 and Resolver.is_nd(packet):
+                hop = None  # the host's ND gets our link-layer option on the slow path
+        else:
+            self.stats.drop("tx_bad_ethertype")
+            return
+        if hop is None:
+            self._route(packet, now, True)
+            return
+        e = self._lookup(hop, now)
+        if e is None or not e.ready:
+            self._neigh_send(hop, packet, now)
+            return
+        wr, maxlen, ah = e.tx or self._neigh_tx(e)
+        n = len(packet)
+        if n > maxlen:
+            self.stats.drop("tx_too_long")
+            return
+        seq = self._seq
+        self._seq = seq + 1
+        wr.wr_id = ah.last_send = seq
+        wr.payload = hdr + packet
+        if seq & self._sig_mask:
+            wr.send_flags = 0
+        else:
+            wr.send_flags = SIGNALED
+        try:
+            self._post(wr)
+        except VerbsError:
+            self.stats.drop("tx_post_failed")
+            return
+        c = self.stats
+        c.tx_packets += 1
+        c.tx_bytes += n + 4
+
+    def _route(self, packet: bytes, now: float, from_host: bool) -> None:
+        """The slow path of a packet: checks, host ND/IGMP/MLD, multicast, routing."""
+        v = packet[0] >> 4 if packet else 0
+        if v == 4 and len(packet) >= 20:
+            dst, et = packet[16:20], EtherType.IPV4
+            mgid = self.addressing.mgid(dst)
+            if mgid is not None and from_host and packet[9] == IpProto.IGMP:
+                self.groups.host_report(packet, now)
+        elif v == 6 and len(packet) >= 40:
+            dst, et = packet[24:40], EtherType.IPV6
+            if from_host and Resolver.is_nd(packet):
+                packet = self.resolver.host_nd(packet)
+            mgid = self.addressing.mgid(dst)
+            if mgid is not None and from_host and packet[6] in (0, _ICMPV6):
+                self.groups.host_report(packet, now)
+        else:
+            self.stats.drop("tx_malformed" if v in (4, 6) else "tx_bad_ethertype")
+            return
+        if mgid is not None:
+            self._send_mcast(mgid, et, packet, now)
+            return
+        if self.addressing.is_local(dst):
+            self.stats.event("tx_local")
+            self._to_host.append(packet)
+            return
+        hop = self.addressing.next_hop(dst)
+        if hop is None:
+            self.stats.drop("tx_no_route")
+            return
+        e = self._lookup(hop, now)
+        if e is not None and e.ready:
+            self._post_tx(e.tx or self._neigh_tx(e), HDR[et], packet)
+        else:
+            self._neigh_send(hop, packet, now)
+
+    def _neigh_send(self, hop: bytes, packet: bytes, now: float) -> None:
+        """The neighbour table's slow path: resolve, queue, or drop."""
+        self.stats.event("tx_slow_path")
+        et = EtherType.IPV4 if len(hop) == 4 else EtherType.IPV6
+        self.run(self.neighs.send(hop, Frame(et, packet), now), now)
+
+    def _send_mcast(self, mgid: bytes, et: int, packet: bytes, now: float) -> None:
+        g = self.mcast.lookup(mgid, now)
+        if g is not None and g.ready:
+            self._post_tx(g.tx or self._group_tx(g), HDR[et], packet)
+        else:
+            self.run(self.mcast.send(mgid, Frame(et, packet), now), now)
+
+    # --- LinkSender (what the resolver sends through) ------------------------------------------
+
+    def send_arp(self, dest: bytes | None, packet: bytes, now: float) -> None:
+        """An ARP packet to ``dest`` (via its path) or to the broadcast group."""
+        if dest is None:
+            self._send_mcast(self.broadcast.gid, EtherType.ARP, packet, now)
+        else:
+            self.run(self.paths.send(dest, Frame(EtherType.ARP, packet), now), now)
+
+    def send_ip(self, packet: bytes, now: float) -> None:
+        """An IP packet the driver made (NS, NA): routed as the host's, without host hooks."""
+        self._route(packet, now, False)
+
+    # --- the pump ------------------------------------------------------------------------------
+
+    def process(self, now: float) -> None:
+        """Everything due at ``now``: events, completions, SA answers, timers."""
+        self._now = now
+        if self._events:
+            self._handle_events(now)
+        if len(self.recv_cq):
+            self._poll_rx(now)
+        if len(self.send_cq):
+            self._poll_tx()
+        agent = self._agent
+        if agent is not None:
+            while (rx := agent.recv()) is not None:
+                self._run_sa(self.sa.receive(rx.mad, now), now)
+        t = self.sa.get_timer()
+        if t is not None and t <= now:
+            self._run_sa(self.sa.handle_timer(now), now)
+        for machine in (self.neighs, self.mcast, self.reaper):
+            t = machine.get_timer()
+            if t is not None and t <= now:
+                self.run(machine.handle_timer(now), now)
+        self._sig_mask = 0 if self.reaper.dead else self._every_mask
+
+    def get_timer(self) -> float | None:
+        """``now`` while completions, MADs or events wait; else the earliest deadline."""
+        agent = self._agent
+        if (self._events or len(self.recv_cq) or len(self.send_cq)
+                or (agent is not None and agent.queue)):
+            return self._now
+        best: float | None = None
+        for t in (self.sa.get_timer(), self.neighs.get_timer(), self.mcast.get_timer(),
+                  self.reaper.get_timer()):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def drain_to_host(self) -> list[bytes]:
+        """The IP packets received for the host since the last call, in order."""
+        out, self._to_host = self._to_host, []
+        return out
+
+    def _poll_rx(self, now: float) -> None:
+        """Receive completions: strip the GRH area and IPoIB header, dispatch, repost."""
+        qp = self.qp
+        wcs = self.recv_cq.poll(len(self.recv_cq))
+        if qp is None:
+            return
+        post_recv, ring, to_host, c = qp.post_recv, self._ring, self._to_host, self.stats
+        lid, qpn, up = self.lid, self.qpn, self.opened
+        for wc in wcs:
+            if wc.status:
+                if wc.status == hca.WCStatus.WR_FLUSH_ERR:
+                    continue
+                c.drop("rx_malformed")
+            elif not up:
+                c.drop("rx_no_carrier")
+            else:
+                data = wc.data
+                if wc.wc_flags & _GRH_FLAG and wc.grh is not None and wc.grh[24] == 0xFF:
+                    if wc.slid == lid and wc.src_qp == qpn:
+                        c.drop("rx_own_mcast_echo")
+                        data = b""
+                    else:
+                        c.multicast += 1
+                if data:
+                    self._rx(data, now, to_host, c)
+            try:
+                post_recv(ring[wc.wr_id])
+            except VerbsError:
+                c.event("rx_repost_failed")
+
+    def _rx(self, data: bytes, now: float, to_host: list[bytes], c: Counters) -> None:
+        """One received IPoIB payload (header included)."""
+        et = data[0] << 8 | data[1] if len(data) >= 4 else -1
+        if et == EtherType.IPV4:
+            to_host.append(data[4:])
+        elif et == EtherType.IPV6:
+            pkt = data[4:]
+            if not (len(pkt) > 40 and pkt[6] == _ICMPV6 and Resolver.is_nd(pkt)
+                    and self.resolver.nd_received(pkt, now)):
+                to_host.append(pkt)
+        elif et == EtherType.ARP:
+            self.resolver.arp_received(data[4:], now)
+        else:
+            c.drop("rx_malformed" if et < 0 else "rx_unknown_ethertype")
+            return
+        c.rx_packets += 1
+        c.rx_bytes += len(data)
+
+    # --- views ---------------------------------------------------------------------------------
+
+    def neigh_view(self) -> list[NeighView]:
+        """The neighbour table (``ip neigh``), as data."""
+        return self.neighs.views()
+
+    def format_neigh(self) -> str:
+        """``ip neigh show dev ibX``."""
+        return self.neighs.format(self.name)
+
+    def path_view(self) -> list[PathView]:
+        """The path cache (debugfs ``ibX_path``), as data."""
+        return self.paths.views()
+
+    def format_path(self) -> str:
+        """The ``ibX_path`` file."""
+        return self.paths.format()
+
+    def mcast_view(self) -> list[McastView]:
+        """The multicast groups (debugfs ``ibX_mcg``), as data."""
+        return self.mcast.views()
+
+    def format_mcast(self) -> str:
+        """The ``ibX_mcg`` file."""
+        return self.mcast.format()
+
+    def route_view(self) -> list[RouteView]:
+        """The routes the device decides next hops with."""
+        return self.addressing.views()
+
+    def counters(self) -> dict[str, int]:
+        """``ethtool -S`` statistics, then ``drop_<reason>`` for every non-zero reason."""
+        out = self.stats.ethtool()
+        out.update({f"drop_{k}": v for k, v in sorted(self.stats.drops.items()) if v})
+        return out
+
+    def format_counters(self) -> str:
+        """``ethtool -S ibX`` text with the drop reasons."""
+        return self.stats.format_ethtool()
+
+    def describe(self) -> dict[str, Any]:
+        """Identity and link state, for ``ipoib show`` and logs."""
+        return {
+            "name": self.name, "port": self.port_num, "lid": self.lid, "sm_lid": self.sm_lid,
+            "gid": gid_to_str(self.gid), "qpn": self.qpn, "hwaddr": str(self.hwaddr),
+            "broadcast": str(self.broadcast), "mtu": self.mtu, "carrier": self._carrier,
+            "pkey": self.pkey, "qkey": self.qkey, "link_local": str(self.link_local),
+            "addresses": [str(i) for i in self.addressing.addresses.values()],
+        }
+
+    def __repr__(self) -> str:
+        return (f"<IpoibDevice {self.name} {self.ctx.name}/{self.port_num} lid={self.lid} "
+                f"qpn={self.qpn:#x} carrier={self._carrier}>")

@@ -1,0 +1,166 @@
+"""IPoIB devices on a real fabric brought up by the embedded SM, pumped on a virtual clock.
+
+The tests play the hosts: they hand IP packets to ``transmit`` and read what ``drain_to_host``
+gives back. Faults come from the fabric's fault API, or from the SM side (a slow SA is the
+SA agent's deliveries held back on the fabric's own timer heap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+
+from ipoib.fabric import Fabric, Topology
+from ipoib.fabric.agents import ReceivedMad
+from ipoib.netdev.device import DeviceConfig, IpoibDevice
+from ipoib.sm.agent import SmBinding, run_until
+from ipoib.sm.manager import SmConfig
+from ipoib.wire.ip import IpProto, build_icmpv4, build_icmpv6, build_ipv4, build_ipv6
+from ipoib.wire.mad import MgmtClass
+
+from ..clock import VirtualClock
+
+
+class SmPump:
+    """The pump contract for an SM binding (it offers ``handle_timer``)."""
+
+    def __init__(self, binding: SmBinding) -> None:
+        self.binding = binding
+
+    def process(self, now: float) -> None:
+        t = self.binding.get_timer()
+        if t is not None and t <= now:
+            self.binding.handle_timer(now)
+
+    def get_timer(self) -> float | None:
+        return self.binding.get_timer()
+
+
+def v4(n: int) -> str:
+    """Host ``n``'s IPv4 address on 10.0.0.0/16."""
+    return f"10.0.{n >> 8}.{n & 0xFF}"
+
+
+def v6(n: int) -> str:
+    """Host ``n``'s IPv6 address on fd00::/64."""
+    return f"fd00::{n:x}"
+
+
+def echo(src: str, dst: str, seq: int, size: int = 56, *, reply: bool = False) -> bytes:
+    """An ICMP (v4) or ICMPv6 echo request/reply whose payload names ``seq``."""
+    body = seq.to_bytes(4, "big") + bytes(seq % 251 for _ in range(size))
+    if ":" in src:
+        msg = build_icmpv6(src, dst, 129 if reply else 128, 0, b"\0\1" + body[:2] + body)
+        return build_ipv6(src, dst, IpProto.ICMPV6, msg)
+    msg = build_icmpv4(0 if reply else 8, 0, b"\0\1" + body[:2] + body)
+    return build_ipv4(src, dst, IpProto.ICMP, msg)
+
+
+def seq_of(packet: bytes) -> int:
+    """The ``seq`` an :func:`echo` packet carries."""
+    off = 40 if packet[0] >> 4 == 6 else (packet[0] & 0xF) * 4
+    return int.from_bytes(packet[off + 8:off + 12], "big")
+
+
+@dataclass
+class Net:
+    """A fabric, its SM and one IPoIB device per chosen HCA, on one virtual clock."""
+
+    fabric: Fabric
+    binding: SmBinding
+    clock: VirtualClock
+    devs: dict[str, IpoibDevice] = field(default_factory=dict)
+    index: dict[str, int] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> IpoibDevice:
+        return self.devs[name]
+
+    def add(self, name: str, n: int, config: DeviceConfig | None = None, *,
+            pkey: int = 0xFFFF, addresses: bool = True) -> IpoibDevice:
+        """Open a device on ``name`` with addresses 10.0.x.y/16 and fd00::n/64."""
+        dev = IpoibDevice(self.fabric.context(name), pkey=pkey,
+                          config=config or DeviceConfig(name=f"ib-{name}"))
+        dev.open(self.clock.now)
+        if addresses:
+            dev.add_address(f"{v4(n)}/16", self.clock.now)
+            dev.add_address(f"{v6(n)}/64", self.clock.now)
+        self.devs[name] = dev
+        self.index[name] = n
+        self.clock.add(dev)
+        return dev
+
+    def up(self, timeout: float = 30.0) -> float:
+        """Run until every device has carrier."""
+        return self.clock.run_until(lambda: all(d.carrier for d in self.devs.values()),
+                                    timeout)
+
+    def send(self, src: str, dst: str, count: int = 1, *, start: int = 0, size: int = 56,
+             ipv6: bool = False, settle: bool = True) -> list[bytes]:
+        """``count`` echo requests from ``src`` to ``dst``; the packets sent."""
+        a, b = self.index[src], self.index[dst]
+        s, d = (v6(a), v6(b)) if ipv6 else (v4(a), v4(b))
+        pkts = [echo(s, d, start + i, size) for i in range(count)]
+        for p in pkts:
+            self.devs[src].transmit(p, self.clock.now)
+        if settle:
+            self.clock.settle()
+        return pkts
+
+    def received(self, name: str) -> list[bytes]:
+        return self.devs[name].drain_to_host()
+
+    def run_until(self, name: str, want: int, timeout: float = 30.0) -> list[bytes]:
+        """Advance until ``name`` has received ``want`` packets; return them."""
+        got: list[bytes] = []
+
+        def enough() -> bool:
+            got.extend(self.devs[name].drain_to_host())
+            return len(got) >= want
+
+        self.clock.run_until(enough, timeout)
+        return got
+
+    def path_queries(self, name: str) -> int:
+        """PathRecord queries the device sent (retries not counted)."""
+        return self.devs[name].sa.stats["sent_path"]
+
+    def slow_sa(self, delay: float) -> None:
+        """Hold every SA request back ``delay`` seconds before the SM sees it."""
+        agent = self.binding.agents[MgmtClass.SUBN_ADM]
+        inner = self.binding._rx
+        fabric = self.fabric
+
+        def late(rx: ReceivedMad) -> None:
+            fabric.schedule(fabric.now + delay, lambda: inner(rx))
+
+        agent.handler = late if delay > 0 else inner
+
+
+def start(topology: Topology, hosts: Iterable[str] | None = None, *,
+          config: DeviceConfig | None = None, sm: SmConfig | None = None,
+          sm_node: str | None = None, up: bool = True) -> Net:
+    """Bring ``topology`` up with the embedded SM (on the first switch unless told), open a
+    device on each of ``hosts`` (every HCA by default) and wait for carrier."""
+    fabric = Fabric(topology)
+    node = sm_node or topology.nodes[0].name
+    binding = SmBinding(fabric, node, config=sm)
+    binding.start(0.0)
+    run_until(fabric, binding, lambda: binding.sm.subnet_up, limit=60.0)
+    assert binding.sm.subnet_up, list(binding.sm.log)
+    clock = VirtualClock([fabric, SmPump(binding)], now=fabric.now)
+    net = Net(fabric, binding, clock)
+    names = list(hosts) if hosts is not None else [n.name for n in topology.cas]
+    for i, name in enumerate(names, start=1):
+        net.add(name, i, config)
+    if up:
+        net.up()
+    return net
+
+
+def ip4(text: str) -> bytes:
+    return IPv4Address(text).packed
+
+
+def ip6(text: str) -> bytes:
+    return IPv6Address(text).packed
