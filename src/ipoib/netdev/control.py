@@ -47,7 +47,7 @@ from ..wire.ipoib import (
     broadcast_hwaddr,
     link_local_address,
 )
-from ..wire.mad import MgmtClass
+from ..wire.mad import SA_CLASS_VERSION, MgmtClass
 from . import actions as act
 from .actions import Ah
 from .counters import Counters
@@ -186,7 +186,8 @@ class DeviceControl:
             self._qp_start()
         else:
             self.stats.event("pkey_missing")
-        self._agent = self.ctx.open_mad_agent(self.port_num, MgmtClass.SUBN_ADM)
+        self._agent = self.ctx.open_mad_agent(self.port_num, MgmtClass.SUBN_ADM,
+                                              SA_CLASS_VERSION)
         self.sa = SaClient(self._agent.agent_id, self.stats, self.config.sa)
         self.ctx.set_async_handler(self._on_event)
         self.opened = True
