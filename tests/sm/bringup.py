@@ -175,3 +175,34 @@ class SaClient:
         while (rx := self.agent.recv()) is not None:
             out.append(rx)
         return out
+
+
+def rmpp_table(client: SaClient, sm_lid: int, method: int, attr: int, data: bytes, *,
+               mask: int = 0, sm_key: int = 0) -> tuple[int, bytes, int]:
+    """A GetTable answered over RMPP, ACKed by a real receiver: (status, table, offset)."""
+    from ipoib.mad.rmpp import RmppReceiver, is_rmpp
+    from ipoib.wire.mad import SaMad
+
+    client.tid += 1
+    mad = build_sa_mad(method, attr, client.tid, data, component_mask=mask, sm_key=sm_key)
+    client.send_raw(mad, sm_lid)
+    receiver = RmppReceiver()
+    fabric = client.fabric
+    for _round in range(10_000):
+        fabric.process(fabric.now)
+        replies = []
+        while (rx := client.agent.recv()) is not None:
+            replies.append(rx)
+        if not replies:
+            break
+        for rx in replies:
+            sa = SaMad.decode(rx.mad)
+            if not is_rmpp(rx.mad):
+                return sa.header.status, sa.data, sa.sa.attribute_offset
+            step = receiver.receive((rx.slid, rx.src_qp), rx.mad, fabric.now)
+            for ob in step.send:
+                client.agent.send(ob.mad, dlid=sm_lid, dqp=1)
+            for msg in step.delivered:
+                fabric.process(fabric.now)  # let the SA see the final ACK
+                return msg.header.status, msg.data, msg.sa.attribute_offset
+    raise AssertionError("the table never arrived whole")
