@@ -29,7 +29,7 @@ from ..host import control, daemon, netns
 from ..host.netns import HostError
 from ..host.state import RunDir, cleanup
 
-VIEWS = ("hosts", "neigh", "path", "mcast", "counters", "lids", "routes")
+VIEWS = ("hosts", "neigh", "path", "mcast", "counters", "sa", "lids", "routes")
 STOP_TIMEOUT = 15.0
 """Seconds ``down`` gives a daemon to stop by itself before SIGTERM, then SIGKILL."""
 

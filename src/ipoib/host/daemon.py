@@ -347,23 +347,31 @@ def build(topology: Topology, *, hosts: Sequence[str] | None = None,
           run_dir: RunDir | None = None, mtu: int = DEFAULT_MTU) -> Daemon:
     """The daemon for a run of ``topology``: one host per HCA (or per name in ``hosts``).
 
-    STAND-IN: until the fabric, the SM (``sm``: ``embedded`` or ``none``) and the IPoIB
-    devices are wired here, hosts talk over :class:`ipoib.host.relay.StandInWire`, which
-    delivers IP packets by destination address with no InfiniBand in between; ``sm`` is
-    accepted and ignored, and ``capture`` is refused.
+    The fabric is simulated in this process with the embedded SM on its first node (unless
+    ``sm`` is ``none``); each host's TUN is wired to an IPoIB device on its HCA's port 1.
+    ``capture`` records every packet crossing the fabric from the start (ERF, Wireshark).
     """
-    from .relay import StandInWire
+    from .ibnet import IbNet
 
-    if sm not in ("embedded", "none"):
-        raise HostError(f"unknown SM mode {sm!r} (embedded or none)")
-    if capture is not None:
-        raise HostError("--capture needs the simulated fabric, which the daemon does not "
-                        "run yet (hosts are on the stand-in wire)")
     plans = plan_hosts(topology, names=hosts, subnet=subnet, prefix=prefix)
-    wire = StandInWire(broadcast=[subnet.broadcast_address])
+    net = IbNet(topology, sm=sm)
+    if capture is not None:
+        net.start_capture(capture)
     built = []
     for p in plans:
-        ep = wire.endpoint(p.name, [p.ipv4.ip, p.ipv6.ip])
-        built.append(Host(p.name, p.netns, p.ipv4, p.ipv6, mtu, ep, ep.describe))
-    return Daemon(built, [wire], {"counters": wire.counters_view}, run_dir=run_dir,
-                  topology=topology.source)
+        dev = net.add_host(p.name, [p.ipv4, p.ipv6])
+        built.append(Host(p.name, p.netns, p.ipv4, p.ipv6, mtu, dev, dev.describe))
+    by_key: dict[str, str] = {}
+    for p in plans:
+        for k in (p.name, p.netns, str(p.ipv4.ip), str(p.ipv6.ip)):
+            by_key[k] = p.name
+
+    def host_of(key: str | None) -> list[str]:
+        if key is None:
+            return [p.name for p in plans]
+        if key not in by_key:
+            raise HostError(f"no host {key!r}")
+        return [by_key[key]]
+
+    return Daemon(built, net.pumpables, net.handlers(host_of), run_dir=run_dir,
+                  topology=topology.source, closers=[net.close])
