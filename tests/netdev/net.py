@@ -68,8 +68,9 @@ class Net:
     """A fabric, its SM and one IPoIB device per chosen HCA, on one virtual clock."""
 
     fabric: Fabric
-    binding: SmBinding
+    binding: SmBinding | None
     clock: VirtualClock
+    pump: SmPump | None = None
     devs: dict[str, IpoibDevice] = field(default_factory=dict)
     index: dict[str, int] = field(default_factory=dict)
 
@@ -77,18 +78,37 @@ class Net:
         return self.devs[name]
 
     def add(self, name: str, n: int, config: DeviceConfig | None = None, *,
-            pkey: int = 0xFFFF, addresses: bool = True) -> IpoibDevice:
-        """Open a device on ``name`` with addresses 10.0.x.y/16 and fd00::n/64."""
+            pkey: int = 0xFFFF, addresses: bool = True, key: str | None = None) -> IpoibDevice:
+        """Open a device on ``name`` with addresses 10.0.x.y/16 and fd00::n/64; it is
+        ``net[key]`` (the HCA's name unless told)."""
         dev = IpoibDevice(self.fabric.context(name), pkey=pkey,
-                          config=config or DeviceConfig(name=f"ib-{name}"))
+                          config=config or DeviceConfig(name=f"ib-{key or name}"))
         dev.open(self.clock.now)
         if addresses:
             dev.add_address(f"{v4(n)}/16", self.clock.now)
             dev.add_address(f"{v6(n)}/64", self.clock.now)
-        self.devs[name] = dev
-        self.index[name] = n
+        self.devs[key or name] = dev
+        self.index[key or name] = n
         self.clock.add(dev)
         return dev
+
+    def start_sm(self, node: str | None = None, config: SmConfig | None = None, *,
+                 guid2lid: dict[int, int] | None = None) -> SmBinding:
+        """Stop the running SM, if any, and start another (a failover, a restart)."""
+        if self.binding is not None:
+            self.binding.close()
+            assert self.pump is not None
+            self.clock.pumpables.remove(self.pump)
+        self.binding = SmBinding(self.fabric, node or self.fabric.topology.nodes[0].name,
+                                 config=config, guid2lid=guid2lid)
+        self.pump = SmPump(self.binding)
+        self.clock.add(self.pump)
+        self.binding.start(self.clock.now)
+        return self.binding
+
+    def port_guid(self, name: str) -> int:
+        """The GUID of an HCA's port 1, as the SM keys its guid2lid."""
+        return self.fabric.node(name).ports[1].guid
 
     def up(self, timeout: float = 30.0) -> float:
         """Run until every device has carrier."""
@@ -127,6 +147,7 @@ class Net:
 
     def slow_sa(self, delay: float) -> None:
         """Hold every SA request back ``delay`` seconds before the SM sees it."""
+        assert self.binding is not None
         agent = self.binding.agents[MgmtClass.SUBN_ADM]
         inner = self.binding._rx
         fabric = self.fabric
@@ -139,21 +160,21 @@ class Net:
 
 def start(topology: Topology, hosts: Iterable[str] | None = None, *,
           config: DeviceConfig | None = None, sm: SmConfig | None = None,
-          sm_node: str | None = None, up: bool = True) -> Net:
+          sm_node: str | None = None, up: bool = True, with_sm: bool = True) -> Net:
     """Bring ``topology`` up with the embedded SM (on the first switch unless told), open a
-    device on each of ``hosts`` (every HCA by default) and wait for carrier."""
+    device on each of ``hosts`` (every HCA by default) and wait for carrier. Without
+    ``with_sm`` the devices open on a subnet no SM has configured yet."""
     fabric = Fabric(topology)
-    node = sm_node or topology.nodes[0].name
-    binding = SmBinding(fabric, node, config=sm)
-    binding.start(0.0)
-    run_until(fabric, binding, lambda: binding.sm.subnet_up, limit=60.0)
-    assert binding.sm.subnet_up, list(binding.sm.log)
-    clock = VirtualClock([fabric, SmPump(binding)], now=fabric.now)
-    net = Net(fabric, binding, clock)
+    net = Net(fabric, None, VirtualClock([fabric]))
+    if with_sm:
+        binding = net.start_sm(sm_node, sm)
+        run_until(fabric, binding, lambda: binding.sm.subnet_up, limit=60.0)
+        assert binding.sm.subnet_up, list(binding.sm.log)
+        net.clock.now = fabric.now
     names = list(hosts) if hosts is not None else [n.name for n in topology.cas]
     for i, name in enumerate(names, start=1):
         net.add(name, i, config)
-    if up:
+    if up and with_sm:
         net.up()
     return net
 
