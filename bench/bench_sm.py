@@ -59,7 +59,7 @@ def _embedded(topo: Topology) -> tuple[float, int, float]:
         handle(now)
         core += time.perf_counter() - t
 
-    sm.receive = timed_receive  # type: ignore[method-assign]
+    sm.receive = timed_receive  # type: ignore[method-assign,assignment]
     sm.handle_timer = timed_timer  # type: ignore[method-assign]
     start = time.perf_counter()
     t = time.perf_counter()
