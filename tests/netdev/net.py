@@ -13,6 +13,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from ipoib.fabric import Fabric, Topology
 from ipoib.fabric.agents import ReceivedMad
+from ipoib.fabric.hca import AH, CQ, PD, QP, AHAttr, QPAttr, QPInitAttr, QPType, SendWR
 from ipoib.netdev.device import DeviceConfig, IpoibDevice
 from ipoib.sm.agent import SmBinding, run_until
 from ipoib.sm.manager import SmConfig
@@ -177,6 +178,19 @@ def start(topology: Topology, hosts: Iterable[str] | None = None, *,
     if up and with_sm:
         net.up()
     return net
+
+
+def forge(net: Net, target: str, payload: bytes, via: str = "hca-8") -> None:
+    """Send ``payload`` (IPoIB header included) to ``target``'s QP from a bare UD QP on
+    ``via`` (an HCA without a device), with the link's Q_Key."""
+    dev = net[target]
+    ctx = net.fabric.context(via)
+    pd = PD(ctx)
+    cq = CQ(ctx, 64)
+    qp = QP(pd, QPInitAttr(qp_type=QPType.UD, scq=cq, rcq=cq), QPAttr(qkey=dev.qkey))
+    wr = SendWR(1, payload)
+    wr.set_wr_ud(AH(pd, AHAttr(dlid=dev.lid)), dev.qpn, dev.qkey)
+    qp.post_send(wr)
 
 
 def ip4(text: str) -> bytes:

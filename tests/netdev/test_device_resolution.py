@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from ipoib.fabric.hca import AH, CQ, PD, QP, AHAttr, QPAttr, QPInitAttr, QPType, SendWR
 from ipoib.fabric.topogen import fat_tree
 from ipoib.netdev.device import DeviceConfig
 from ipoib.netdev.neigh import NeighConfig
 from ipoib.wire import arp
 from ipoib.wire.ipoib import ENCAP_ARP, HwAddr
 
-from .net import Net, echo, ip4, seq_of, start, v4
+from .net import Net, echo, forge, ip4, seq_of, start, v4
 
 
 @pytest.fixture
@@ -98,23 +97,6 @@ def test_a_slow_sa_makes_packets_wait_then_flow(net: Net) -> None:
     assert got == pkts
     assert a.sa.stats["retries"] >= 1  # the SA was slower than the 1 s timeout
     assert a.stats.drops["tx_path_failed"] == 0 and a.stats.tx_dropped == 0
-
-
-def _raw_ud(net: Net, name: str, qkey: int) -> tuple[PD, QP]:
-    ctx = net.fabric.context(name)
-    pd = PD(ctx)
-    cq = CQ(ctx, 64)
-    qp = QP(pd, QPInitAttr(qp_type=QPType.UD, scq=cq, rcq=cq), QPAttr(qkey=qkey))
-    return pd, qp
-
-
-def forge(net: Net, target: str, payload: bytes, via: str = "hca-8") -> None:
-    """Send ``payload`` (IPoIB header included) to ``target``'s QP from a bare UD QP."""
-    dev = net[target]
-    pd, qp = _raw_ud(net, via, dev.qkey)
-    wr = SendWR(1, payload)
-    wr.set_wr_ud(AH(pd, AHAttr(dlid=dev.lid)), dev.qpn, dev.qkey)
-    qp.post_send(wr)
 
 
 def test_no_path_record_for_a_bogus_gid_drops_and_counts(net: Net) -> None:

@@ -38,7 +38,7 @@ from typing import Protocol
 
 from ..wire import arp, nd
 from ..wire.errors import DecodeError, WireError
-from ..wire.ip import IpProto, parse_ipv6
+from ..wire.ip import IpProto, build_ipv6, parse_ipv6
 from ..wire.ipoib import HwAddr, ipv4_mcast_mgid, ipv6_mcast_mgid
 from .actions import Action
 from .counters import Counters
@@ -392,7 +392,7 @@ class Resolver:
             msg = nd.set_lla_option(p.src, p.dst, p.payload, self.hwaddr)
         except WireError:
             return packet
-        return nd.nd_packet(p.src, p.dst, msg)
+        return build_ipv6(p.src, p.dst, IpProto.ICMPV6, msg, hop_limit=p.hop_limit)
 
 
 def parse_interface(addr: IpIface | str) -> IpIface:
