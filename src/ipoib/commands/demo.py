@@ -60,7 +60,7 @@ class _Cli:
 
     def run(self, *args: str, check: bool = True, timeout: float = 120) -> str:
         p = subprocess.run([sys.executable, "-m", "ipoib", *args], env=self.env, text=True,
-                           capture_output=True, timeout=timeout)
+                           capture_output=True, timeout=timeout, check=False)
         if check and p.returncode != 0:
             raise RuntimeError(f"ipoib {' '.join(args)}: {(p.stderr or p.stdout).strip()}")
         return p.stdout
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(0.2)
                 p = subprocess.run([sys.executable, "-m", "ipoib", "exec", a, "--", "iperf3",
                                     "-c", ip_b, "-t", str(args.seconds), "-J"], env=env,
-                                   text=True, capture_output=True, timeout=60)
+                                   text=True, capture_output=True, timeout=60, check=False)
                 if p.returncode == 0:
                     out = p.stdout
                     break

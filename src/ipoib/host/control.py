@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import ipaddress
 import json
@@ -53,7 +54,8 @@ class DaemonNotRunning(HostError):
 
 
 def jsonable(o: Any) -> Any:
-    """JSON for the values cores hold: bytes as hex, addresses and enums by name."""
+    """JSON for the values cores hold: bytes as hex, addresses and enums by name, dataclasses
+    (the views) as objects."""
     if isinstance(o, bytes | bytearray):
         return o.hex()
     if isinstance(o, enum.Enum):
@@ -64,6 +66,8 @@ def jsonable(o: Any) -> Any:
         return str(o)
     if isinstance(o, set | frozenset | tuple):
         return list(o)
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return {f.name: getattr(o, f.name) for f in dataclasses.fields(o)}
     return str(o)
 
 

@@ -150,7 +150,7 @@ class IbNet:
         sm = self.sm.sm
         graph = sm.graph
         assert graph is not None
-        rows = []
+        rows: list[dict[str, Any]] = []
         for node in graph.nodes.values():
             for num, port in sorted(node.ports.items()):
                 lid = sm.lids.get(port.guid)

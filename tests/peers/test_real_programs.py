@@ -1,0 +1,208 @@
+"""Real programs over IPoIB: ping, iperf3, curl and multicast sockets between namespaces.
+
+One daemon (``ipoib up --detach``) runs an 8-HCA two-level fat tree with the embedded SM and an
+IPoIB device per host; the tests talk to it only through the command line, as a user does.
+Hosts ``hca-1`` and ``hca-8`` sit on different leaf switches, so every packet crosses three
+switches.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipoib.fabric import netfile, topogen
+
+from ..host.helpers import ip_netns_list
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, TUN)")
+
+A, B, C = "hca-1", "hca-8", "hca-5"
+_seq = itertools.count()
+
+
+class Fabric:
+    """The running daemon, driven through ``python -m ipoib``."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def ipoib(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run([sys.executable, "-m", "ipoib", *args], env=self.env, text=True,
+                           capture_output=True, timeout=timeout, check=False)
+        if check:
+            assert p.returncode == 0, f"ipoib {' '.join(args)}: {p.stdout}{p.stderr}"
+        return p
+
+    def exec(self, host: str, *cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return self.ipoib("exec", host, "--", *cmd, check=check, timeout=timeout)
+
+    def popen(self, host: str, *cmd: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "ipoib", "exec", host, "--", *cmd],
+                                env=self.env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+    def show(self, view: str, host: str | None = None) -> Any:
+        args = ["show", view] + ([host] if host else []) + ["--json"]
+        return json.loads(self.ipoib(*args).stdout)
+
+    def ip(self, host: str, v6: bool = False) -> str:
+        row = next(h for h in self.show("hosts") if h["host"] == host)
+        return str(row["ipv6" if v6 else "ipv4"]).split("/")[0]
+
+
+@pytest.fixture(scope="module")
+def fabric(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fabric]:
+    tmp = tmp_path_factory.mktemp("real")
+    prefix = f"ipoib-r{os.getpid()}x{next(_seq)}-"
+    env = dict(os.environ, IPOIB_RUN_DIR=str(tmp / "run"), IPOIB_NETNS_PREFIX=prefix)
+    net = tmp / "ft8.net"
+    net.write_text(netfile.dumps(topogen.fat_tree(8)))
+    f = Fabric(env)
+    f.ipoib("up", str(net), "--detach", timeout=120)
+    try:
+        yield f
+    finally:
+        f.ipoib("down", check=False)
+        left = [n for n in ip_netns_list() if n.startswith(prefix)]
+        assert not left, f"namespaces left behind: {left}"
+
+
+def test_ping_ipv4_across_leaves_resolves_once(fabric: Fabric) -> None:
+    out = fabric.exec(A, "ping", "-c", "3", "-i", "0.2", fabric.ip(B)).stdout
+    assert " 0% packet loss" in out
+    neigh = fabric.show("neigh", A)[A]
+    entry = next(n for n in neigh if n["address"] == fabric.ip(B))
+    assert entry["state"] in ("REACHABLE", "STALE", "DELAY", "PROBE")
+    sent = fabric.show("sa", A)[A].get("sent_path", 0)
+    fabric.exec(A, "ping", "-c", "3", "-i", "0.2", fabric.ip(B))
+    assert fabric.show("sa", A)[A].get("sent_path", 0) == sent, "the fast path asked the SA again"
+    paths = fabric.show("path", A)[A]
+    assert any(p["complete"] and p["dlid"] for p in paths)
+
+
+def test_ping_ipv6_link_local(fabric: Fabric) -> None:
+    out = fabric.exec(A, "ping", "-6", "-c", "2", "-i", "0.2", f"{fabric.ip(B, v6=True)}%ib0").stdout
+    assert " 0% packet loss" in out
+
+
+def test_mtu_2044(fabric: Fabric) -> None:
+    ok = fabric.exec(A, "ping", "-c", "1", "-M", "do", "-s", "2016", fabric.ip(B), check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    big = fabric.exec(A, "ping", "-c", "1", "-M", "do", "-s", "2100", fabric.ip(B), check=False)
+    assert big.returncode != 0
+    assert "mtu=2044" in (big.stdout + big.stderr).replace(" ", "")
+
+
+def _iperf(fabric: Fabric, *client_args: str) -> dict[str, Any]:
+    server = fabric.popen(B, "iperf3", "-s", "-1")
+    try:
+        for _ in range(25):
+            time.sleep(0.2)
+            p = fabric.exec(A, "iperf3", "-c", fabric.ip(B), "-t", "2", "-J", *client_args,
+                            check=False)
+            if p.returncode == 0:
+                return dict(json.loads(p.stdout))
+        raise AssertionError(f"iperf3 failed: {p.stdout[-500:]}{p.stderr}")
+    finally:
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_iperf3_tcp(fabric: Fabric) -> None:
+    before = fabric.show("counters", A)[A]["tx_packets"]
+    r = _iperf(fabric)
+    assert r["end"]["sum_received"]["bytes"] > 1_000_000
+    assert fabric.show("counters", A)[A]["tx_packets"] > before + 500
+
+
+def test_iperf3_udp(fabric: Fabric) -> None:
+    r = _iperf(fabric, "-u", "-b", "50M")
+    s = r["end"]["sum"]
+    assert s["packets"] > 1000
+    assert s["lost_percent"] < 5
+
+
+def test_http_with_curl(fabric: Fabric, tmp_path: Path) -> None:
+    (tmp_path / "hello.txt").write_text("hello over infiniband\n")
+    server = fabric.popen(B, sys.executable, "-m", "http.server", "8080", "--bind",
+                          fabric.ip(B), "--directory", str(tmp_path))
+    try:
+        out = ""
+        for _ in range(25):
+            time.sleep(0.2)
+            p = fabric.exec(A, "curl", "-sf", f"http://{fabric.ip(B)}:8080/hello.txt", check=False)
+            if p.returncode == 0:
+                out = p.stdout
+                break
+        assert out == "hello over infiniband\n"
+    finally:
+        server.kill()
+        server.wait()
+
+
+_RECEIVER = """
+import socket, struct, sys
+group, local = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", 9999))
+if group != "none":
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                 socket.inet_aton(group) + socket.inet_aton(local))
+print("ready", flush=True)
+s.settimeout(4)
+got = 0
+try:
+    while True:
+        s.recv(2048)
+        got += 1
+except socket.timeout:
+    pass
+print(got, flush=True)
+"""
+
+_SENDER = """
+import socket, sys, time
+group, local = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(local))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+for i in range(20):
+    s.sendto(b"x" * 100, (group, 9999))
+    time.sleep(0.05)
+"""
+
+
+def test_multicast_reaches_members_only(fabric: Fabric) -> None:
+    group = "239.1.2.3"
+    member = fabric.popen(B, sys.executable, "-c", _RECEIVER, group, fabric.ip(B))
+    other = fabric.popen(C, sys.executable, "-c", _RECEIVER, "none", fabric.ip(C))
+    try:
+        assert member.stdout is not None and other.stdout is not None
+        assert member.stdout.readline().strip() == "ready"
+        assert other.stdout.readline().strip() == "ready"
+        time.sleep(1.0)  # the IGMP report makes B's driver join the group
+        fabric.exec(A, sys.executable, "-c", _SENDER, group, fabric.ip(A))
+        groups = fabric.show("mcast", B)[B]  # while the member still listens
+        got_member = int(member.stdout.readline())
+        got_other = int(other.stdout.readline())
+    finally:
+        for p in (member, other):
+            p.kill()
+            p.wait()
+    assert got_member >= 15, f"member got {got_member} of 20"
+    assert got_other == 0
+    assert any(g["mgid"] == "ff12:401b:ffff:0:0:0:f01:203" and not g["send_only"]
+               for g in groups), groups
