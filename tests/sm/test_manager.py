@@ -253,3 +253,30 @@ def test_scale_bring_up(hcas: int) -> None:
     fabric, _binding = bring_up(topogen.fat_tree(hcas), limit=3600)
     assert all(state == ACTIVE for _n, _p, state in linked_ports(fabric))
     assert route_report(fabric).ok
+
+
+def test_partitions_program_pkey_tables_and_broadcast_groups() -> None:
+    topo = _example("net.2sw2path4hca")
+    guid = {n.name: n.port_guids[0] for n in topo.cas}
+    conf = (
+        "Default=0x7fff, ipoib : ALL=full ;\n"
+        f"storage=0x0001, ipoib, rate=3 : {guid['Hca1']:#x}=full, {guid['Hca2']:#x}=limited ;\n"
+    )
+    fabric, binding = bring_up(topo, partitions=conf)
+    sm = binding.sm
+    tables = {n.name: [k for k in n.ports[1].pkeys if k] for n in fabric.cas}
+    assert tables["Hca1"] == [0xFFFF, 0x8001]
+    assert tables["Hca2"] == [0xFFFF, 0x0001]
+    assert tables["Hca3"] == tables["Hca4"] == [0xFFFF]
+    group = sm.groups.get(bytes.fromhex("ff12401b8001000000000000ffffffff"))
+    assert group is not None and group.mlid == 0xC001 and group.pkey == 0x8001
+    a = ud(fabric, "Hca1", pkey_index=1)
+    b = ud(fabric, "Hca2", pkey_index=1)
+    c = ud(fabric, "Hca3")
+    assert packet_arrives(fabric, a, b, b"in the partition")
+    assert fabric.node("Hca2").ports[1].pkey_index(0x8001) == 1
+    assert not packet_arrives(fabric, c, b, b"from outside")  # Hca3 has no 0x0001
+    sm.start(fabric.now)  # nothing to rewrite on a second sweep
+    binding.flush()
+    sweep_idle(fabric, binding)
+    assert sm.report.sets["p_key_blocks"] == 0 and sum(sm.report.sets.values()) == 0

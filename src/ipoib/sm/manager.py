@@ -169,7 +169,7 @@ class SubnetManager:
         self._retry_at: float | None = None
         self._poll_at: float | None = None
         self._poll_failures = 0
-        self._mft_busy = False
+        self._mft_pending = False
 
     # -- I/O surface --------------------------------------------------------------------
 
@@ -376,6 +376,8 @@ class SubnetManager:
             self.subnet_up = True
             self._note(f"SUBNET UP: {rep.nodes} nodes, {len(self.lids)} LIDs")
         self.counters["sweeps_ok"] += 1
+        if self._mft_pending:
+            self._update_mfts()
         if self._again:
             self._heavy_sweep()
         else:
@@ -578,11 +580,13 @@ class SubnetManager:
         return out
 
     def _update_mfts(self) -> None:
-        """Members joined or left: write the changed MFT blocks (outside sweeps)."""
+        """Members joined or left: write the changed MFT blocks. During a heavy sweep the
+        programming step writes its own plan; the change is applied when it ends."""
         self.groups.dirty = False
-        if self._sweeping or self.subnet is None:
-            self._again = self._again or self._sweeping
+        if self.phase in ("discover", "route", "program") or self.subnet is None:
+            self._mft_pending = True
             return
+        self._mft_pending = False
         update = MftUpdate(self.tx, self.subnet, self.memory, self._mfts())
         self.counters["mft_updates"] += 1
         self.counters["mft_sets"] += update.sets

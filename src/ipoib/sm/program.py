@@ -55,6 +55,7 @@ PI_NOW = Fields(
     PortInfo, "mkey", "gid_prefix", "lid", "master_sm_lid", "lmc", "neighbor_mtu",
     "operational_vls", "subnet_timeout", "port_state", "vl_cap", "mtu_cap",
 )
+PI_LID_STATE = Fields(PortInfo, "lid", "port_state")
 PI_STATE_ONLY = Fields(
     PortInfo, "client_reregister", "port_state", "port_physical_state", "link_width_enabled",
     "link_speed_enabled", "link_speed_ext_enabled",
@@ -218,6 +219,7 @@ class Programmer:
         port = node.ports[num]
         (mkey, prefix, lid, sm_lid, lmc, nmtu, opvls, timeout, state, vl_cap,
          mtu_cap) = PI_NOW.read(now)
+        now_links = (nmtu, opvls)
         switch = node.kind == NodeType.SWITCH
         endport = num == 0 if switch else num > 0
         peer_info = None
@@ -237,7 +239,7 @@ class Programmer:
             want = (0, plan.subnet_prefix, plan.lids.get(port.guid, lid), plan.sm_lid, 0,
                     plan.subnet_timeout)
         changed = (want != (mkey, prefix, lid, sm_lid, lmc, timeout) or new_state != NOP
-                   or bool(crr) or (nmtu, opvls) != PI_NOW.read(now)[5:7])
+                   or bool(crr) or (nmtu, opvls) != now_links)
         data = bytearray(now)
         PI_SET.patch(data, 0, want[0], want[1], want[2], want[3], want[4], 0, nmtu, 0, opvls,
                      want[5], crr, new_state, 0, 0, 0, 0)
@@ -264,10 +266,8 @@ class Programmer:
             node = sub.graph.nodes.get(guid)
             if node is None or (node.kind == NodeType.SWITCH and num == 0):
                 continue
-            if PI_NOW.read(now)[8] != ARMED:
-                continue
             port = node.ports.get(num)
-            if port is None or port.neighbour is None:
+            if port is None or port.neighbour is None or port.port_state != ARMED:
                 continue
             data = bytearray(now)
             PI_STATE_ONLY.patch(data, 0, 0, ACTIVE, 0, 0, 0, 0)
@@ -287,7 +287,7 @@ class Programmer:
             self.subnet.port_info[(guid, num)] = data
             port = self.subnet.graph.nodes[guid].ports.get(num)
             if port is not None:
-                lid, state = PI_NOW.read(data)[2], PI_NOW.read(data)[8]
+                lid, state = PI_LID_STATE.read(data)
                 port.port_state = state
                 if port.guid and (num == 0 or self.subnet.graph.nodes[guid].kind
                                   != NodeType.SWITCH):
