@@ -199,8 +199,7 @@ class SmpTransactions:
             req.key = key
             outstanding[key] = req
             self._transmit(req)
-        if len(outstanding) > self.high_water:
-            self.high_water = len(outstanding)
+        self.high_water = max(self.high_water, len(outstanding))
 
     def _transmit(self, req: _Request) -> None:
         req.mad[_TID:_TID + 8] = req.key.to_bytes(8, "big")
