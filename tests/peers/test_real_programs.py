@@ -206,3 +206,19 @@ def test_multicast_reaches_members_only(fabric: Fabric) -> None:
     assert got_other == 0
     assert any(g["mgid"] == "ff12:401b:ffff:0:0:0:f01:203" and not g["send_only"]
                for g in groups), groups
+
+
+def test_capture_opens_in_tshark(fabric: Fabric, tmp_path: Path) -> None:
+    from .tshark import clean, tshark_fields
+
+    pcap = tmp_path / "ping.pcap"
+    cap = subprocess.Popen([sys.executable, "-m", "ipoib", "capture", str(pcap), "--seconds", "3"],
+                           env=fabric.env, text=True, stderr=subprocess.PIPE)
+    time.sleep(1.0)
+    fabric.exec(A, "ping", "-c", "2", "-i", "0.2", fabric.ip(B))
+    assert cap.wait(timeout=20) == 0, cap.stderr.read() if cap.stderr else ""
+    rows = tshark_fields(pcap, ["ip.dst", "infiniband.bth.destqp"])
+    icmp = [r for r in rows if r["frame.protocols"].endswith("ip:icmp:data")]
+    assert len(icmp) >= 4, [r["frame.protocols"] for r in rows]  # 2 requests, 2 replies, each hop
+    assert {r["ip.dst"] for r in icmp} == {fabric.ip(A), fabric.ip(B)}
+    assert all(not clean(r) for r in rows)

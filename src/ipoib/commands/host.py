@@ -68,6 +68,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.add_argument("--json", action="store_true", help="print the data as JSON")
     show.set_defaults(func=run_show)
 
+    cap = sub.add_parser("capture", help="record the fabric's packets to a file Wireshark opens")
+    cap.add_argument("file", metavar="FILE", help="pcap file to write (ERF link type, no settings)")
+    cap.add_argument("--ports", nargs="+", metavar="NODE:PORT",
+                     help="only packets leaving these ports (default: every port)")
+    cap.add_argument("--seconds", type=float, default=None,
+                     help="stop after this long (default: until Ctrl-C)")
+    cap.set_defaults(func=run_capture)
+
 
 def _require_root() -> None:
     if os.geteuid() != 0:
@@ -376,4 +384,35 @@ def run_show(args: argparse.Namespace) -> int:
         print(json.dumps(reply.data, indent=2, default=control.jsonable))
     else:
         print(reply.text)
+    return 0
+
+
+# -- capture ------------------------------------------------------------------------------
+
+
+def run_capture(args: argparse.Namespace) -> int:
+    """Start a tap on the running fabric, wait, stop it: the file opens in Wireshark."""
+    _require_root()
+    run_dir = RunDir()
+    ports = []
+    for spec in args.ports or ():
+        node, sep, port = spec.rpartition(":")
+        if not sep or not node or not port.isdigit():
+            raise CliError(f"bad port {spec!r}: expected NODE:PORT, e.g. sw-l1-1:3")
+        ports.append((node, int(port)))
+    path = os.path.abspath(args.file)
+    try:
+        control.request(run_dir.socket_path, "capture", file=path, ports=ports or None)
+        print(f"capturing to {path} ({'Ctrl-C' if args.seconds is None else f'{args.seconds} s'})",
+              file=sys.stderr)
+        try:
+            if args.seconds is None:
+                while True:
+                    time.sleep(3600)
+            time.sleep(args.seconds)
+        except KeyboardInterrupt:
+            pass
+        control.request(run_dir.socket_path, "capture", stop=True)
+    except HostError as e:
+        raise CliError(str(e)) from None
     return 0
