@@ -218,16 +218,13 @@ class IpoibDevice(DeviceControl):
                 c.drop("rx_malformed")
             elif not up:
                 c.drop("rx_no_carrier")
+            elif not (wc.wc_flags & _GRH_FLAG and wc.grh is not None and wc.grh[24] == 0xFF):
+                self._rx(wc.data, now, to_host, c)
+            elif wc.slid == lid and wc.src_qp == qpn:
+                c.drop("rx_own_mcast_echo")  # the HCA's copy of our own multicast
             else:
-                data = wc.data
-                if wc.wc_flags & _GRH_FLAG and wc.grh is not None and wc.grh[24] == 0xFF:
-                    if wc.slid == lid and wc.src_qp == qpn:
-                        c.drop("rx_own_mcast_echo")
-                        data = b""
-                    else:
-                        c.multicast += 1
-                if data:
-                    self._rx(data, now, to_host, c)
+                c.multicast += 1
+                self._rx(wc.data, now, to_host, c)
             try:
                 post_recv(ring[wc.wr_id])
             except VerbsError:
