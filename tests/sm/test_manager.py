@@ -19,6 +19,7 @@ from .bringup import (
     NET_EXAMPLES,
     bring_up,
     fabric_lids,
+    hca_ports,
     linked_ports,
     packet_arrives,
     route_report,
@@ -41,6 +42,11 @@ def test_ibsim_examples_come_up_active_with_loop_free_routes(name: str) -> None:
     assert len(set(lids.values())) == len(lids) == len(binding.sm.lids)
     report = route_report(fabric)
     assert report.ok and report.pairs > 0, (report.unreachable_examples, report.loop_examples)
+    ends = [ud(fabric, name, port) for name, port in hca_ports(fabric)]
+    for a in ends:
+        for b in ends:
+            if a is not b:
+                assert packet_arrives(fabric, a, b, f"{a.lid}->{b.lid}".encode())
 
 
 def test_lids_and_lft_match_opensm_on_2sw2path4hca() -> None:
@@ -77,6 +83,11 @@ def test_sm_on_an_hca_port() -> None:
     for n in fabric.nodes.values():
         p = n.ports[0 if n.is_switch else 1]
         assert p.master_sm_lid == 1
+        assert (p.gid_prefix, p.mkey, p.lmc, p.subnet_timeout) == (0xFE80 << 48, 0, 0, 18)
+        for q in n.ports[1:]:
+            if q.peer is not None and q.up:  # both ends agree on MTU and VLs
+                assert q.neighbor_mtu == min(q.mtu_cap, q.peer.mtu_cap) == 4
+                assert q.op_vls == min(q.vl_cap, q.peer.vl_cap) == 4
     a, b = ud(fabric, "Hca1"), ud(fabric, "Hca4")
     assert packet_arrives(fabric, a, b)
 
@@ -87,7 +98,7 @@ def test_second_sweep_writes_nothing() -> None:
     first = sum(sm.report.sets.values())
     assert first > 0
     sets_before = {k: v for k, v in sm.tx.stats.items() if k[0] == Method.SET}
-    sm.start(fabric.now)  # a new heavy sweep of an unchanged subnet
+    sm.request_sweep(fabric.now)  # a new heavy sweep of an unchanged subnet
     binding.flush()
     sweep_idle(fabric, binding)
     assert sm.counters["heavy_sweeps"] == 2
@@ -276,7 +287,7 @@ def test_partitions_program_pkey_tables_and_broadcast_groups() -> None:
     assert packet_arrives(fabric, a, b, b"in the partition")
     assert fabric.node("Hca2").ports[1].pkey_index(0x8001) == 1
     assert not packet_arrives(fabric, c, b, b"from outside")  # Hca3 has no 0x0001
-    sm.start(fabric.now)  # nothing to rewrite on a second sweep
+    sm.request_sweep(fabric.now)  # nothing to rewrite on a second sweep
     binding.flush()
     sweep_idle(fabric, binding)
     assert sm.report.sets["p_key_blocks"] == 0 and sum(sm.report.sets.values()) == 0

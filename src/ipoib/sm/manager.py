@@ -186,6 +186,12 @@ class SubnetManager:
         self._note(f"SM starting (priority {self.config.priority})")
         self._heavy_sweep()
 
+    def request_sweep(self, now: float) -> None:
+        """Ask for a heavy sweep now (after the current one, if one is running)."""
+        self._enter(now)
+        if self.state in (SmState.MASTER, SmState.DISCOVERING):
+            self._heavy_sweep()
+
     def stop(self) -> None:
         """Stop sweeping and answering (state NOT_ACTIVE); outstanding SMPs are forgotten."""
         self.tx.cancel_all()

@@ -78,6 +78,11 @@ class OutMad:
     pkey: int | None = None
     sl: int = 0
 
+    @property
+    def directed(self) -> bool:
+        """True for a directed-route SMP (it follows its InitialPath, not a LID)."""
+        return self.mad[1] == MgmtClass.SUBN_DIRECTED_ROUTE
+
 
 class Fields:
     """Fast reads and patches of a few fields of a declared record, by its slots.
