@@ -129,3 +129,30 @@ def test_random_records_to_served_attributes_get_answers(
     assert len(outs) <= 1 or attr != SaAttr.CLASS_PORT_INFO
     for out in outs:
         assert out.header.tid == 9 and out.header.attr_id == attr
+
+
+def test_a_request_in_rmpp_segments_is_reassembled_then_answered(sm: SubnetManager) -> None:
+    from ipoib.mad.rmpp import RmppSender
+    from ipoib.wire.mad import MadHeader, MgmtClass, SaHeader
+
+    sender = RmppSender()
+    header = MadHeader(mgmt_class=MgmtClass.SUBN_ADM, class_version=2, method=Method.GET_TABLE,
+                       tid=0x5151, attr_id=SaAttr.NODE_RECORD)
+    body = NodeRecord(lid=4).encode().ljust(300, b"\0")  # one record, padded past one MAD
+    step = sender.start((1, 1), header, SaHeader(component_mask=1), body, sm.now)
+    answers: list[SaMad] = []
+    pending = [o.mad for o in step.send]
+    for _ in range(10):
+        if not pending:
+            break
+        mad = pending.pop(0)
+        sm.receive(mad, HCA2, sm.now)
+        for out in sm.drain():
+            reply = SaMad.decode(out.mad)
+            if reply.rmpp.rmpp_type == 2:  # the SA's ACK for our segments
+                pending += [o.mad for o in sender.receive((1, 1), out.mad, sm.now).send]
+            else:
+                answers.append(reply)
+    (answer,) = answers
+    assert answer.header.method == Method.GET_TABLE_RESP and answer.header.tid == 0x5151
+    assert NodeRecord.decode(answer.data).node_description == "Hca2"
