@@ -181,7 +181,7 @@ def match(record: Record, template: Record, mask: int) -> bool:
     wildcards. Selector semantics (MTU, rate, lifetime) are the SA's job, on top of this.
     """
     for s in record.SLOTS:
-        if s.cm is not None and mask >> s.cm & 1:
-            if getattr(record, s.name) != getattr(template, s.name):
-                return False
+        if (s.cm is not None and mask >> s.cm & 1
+                and getattr(record, s.name) != getattr(template, s.name)):
+            return False
     return True
