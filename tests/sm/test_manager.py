@@ -124,6 +124,8 @@ def test_link_cut_traps_and_reroutes_a_redundant_fat_tree() -> None:
               limit=fabric.now + 5.0)
     assert sm.counters["trap_128"] >= 1
     assert fabric.now < 2.0  # the trap, not the 10 s light sweep, triggered it
+    settle(fabric, binding, 3.0)  # a trap whose route used the cut link is repeated, then
+    assert all(not sw.traps for sw in fabric.switches)  # TrapRepress stops the repeats
     assert leaf.lft[dst.lid] != out_port
     assert packet_arrives(fabric, src, dst)
     assert route_report(fabric).ok
