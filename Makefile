@@ -1,6 +1,6 @@
 # The two commands: `make demo` (the main job) and `make test` (the tests).
 PY := .venv/bin/python
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow lint bench clean
 
 install:
 	@bash scripts/install.sh
@@ -13,6 +13,9 @@ test: install
 
 test-slow: install
 	@$(PY) -m pytest -q -m slow
+
+lint: install
+	@$(PY) -m ruff check src tests bench && $(PY) -m mypy src
 
 bench: install
 	@$(PY) -m bench

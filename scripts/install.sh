@@ -34,6 +34,12 @@ fi
 stamp=.venv/.ipoib-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "install: pip install -e .[test]"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    log=$(mktemp)
+    if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        exit 1
+    fi
+    rm -f "$log"
     touch "$stamp"
 fi
