@@ -293,3 +293,22 @@ def test_partitions_program_pkey_tables_and_broadcast_groups() -> None:
     binding.flush()
     sweep_idle(fabric, binding)
     assert sm.report.sets["p_key_blocks"] == 0 and sum(sm.report.sets.values()) == 0
+
+
+def test_failed_sets_retry_with_backoff_until_the_sweep_is_clean() -> None:
+    topo = _example("net.2sw2path4hca")
+    fabric = Fabric(topo)
+    locked = fabric.node("Hca4").ports[1]
+    locked.mkey, locked.mkey_protect = 0x1234, 1  # Gets pass, Sets without the key do not
+    binding = SmBinding(fabric, "Switch1")
+    binding.start(0.0)
+    settle(fabric, binding, 6.0)
+    sm = binding.sm
+    assert not sm.subnet_up and sm.counters["sweeps_failed"] >= 2
+    notes = [text for _t, text in sm.log if "sweep failed" in text]
+    assert "again in 1 s" in notes[0] and "again in 2 s" in notes[1]
+    assert locked.mkey_violations > 0 and locked.state != ACTIVE
+    assert fabric.node("Hca1").ports[1].state == ACTIVE  # the rest came up meanwhile
+    locked.mkey = 0
+    run_until(fabric, binding, lambda: sm.subnet_up, limit=fabric.now + 20)
+    assert sm.subnet_up and locked.state == ACTIVE

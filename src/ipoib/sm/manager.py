@@ -91,7 +91,8 @@ class SmConfig:
     sminfo_poll_interval: float = 10.0
     sminfo_poll_retries: int = 4
     sweep_retry_delay: float = 1.0
-    """Wait before sweeping again after a sweep that had failures."""
+    """Wait before sweeping again after a sweep that had failures; doubled after each
+    further failure, up to ``light_sweep_interval``."""
 
     def __post_init__(self) -> None:
         if self.routing not in ROUTING_ENGINES:
@@ -170,6 +171,7 @@ class SubnetManager:
         self._poll_at: float | None = None
         self._poll_failures = 0
         self._mft_pending = False
+        self._retry_delay = self.config.sweep_retry_delay
 
     # -- I/O surface --------------------------------------------------------------------
 
@@ -377,6 +379,7 @@ class SubnetManager:
                 f"{k} {v}" for k, v in sorted(prog.failures.items())))
             return
         self._reregister = False
+        self._retry_delay = self.config.sweep_retry_delay
         self.state = int(SmState.MASTER)
         if not self.subnet_up:
             self.subnet_up = True
@@ -393,8 +396,9 @@ class SubnetManager:
         self._sweeping = False
         self.phase = "idle"
         self.counters["sweeps_failed"] += 1
-        self._note(f"sweep failed: {why}")
-        self._retry_at = self.now + self.config.sweep_retry_delay
+        self._note(f"sweep failed: {why}; again in {self._retry_delay:g} s")
+        self._retry_at = self.now + self._retry_delay
+        self._retry_delay = min(2 * self._retry_delay, self.config.light_sweep_interval)
 
     # -- light sweep --------------------------------------------------------------------
 
