@@ -152,6 +152,10 @@ def test_close_leaves_and_goes_dark() -> None:
     a.transmit(echo(v4(1), v4(2), 2), net.clock.now)
     assert a.stats.drops["tx_no_carrier"] == 1
     assert a.get_timer() is None or a.get_timer() > net.clock.now
+    a.open(net.clock.now)  # and back: a new QP, the groups joined again
+    net.clock.run_until(lambda: a.carrier, 10)
+    net.send("hca-1", "hca-2", 1, start=3)
+    assert len(net["hca-2"].drain_to_host()) == 2
 
 
 def test_views_read_like_linux() -> None:

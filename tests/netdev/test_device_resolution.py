@@ -163,9 +163,8 @@ def test_gateway_routes_and_missing_routes() -> None:
     assert gw.stats.drops["tx_no_route"] == 0
 
 
-def test_idle_neighbours_are_collected_and_the_table_is_bounded() -> None:
-    cfg = DeviceConfig(neigh=NeighConfig(gc_thresh1=0, gc_thresh2=4, gc_thresh3=8))
-    net = start(fat_tree(4), ["hca-1", "hca-2"], config=cfg)
+def test_idle_neighbours_are_collected() -> None:
+    net = start(fat_tree(4), ["hca-1", "hca-2"])  # default configuration
     a = net["hca-1"]
     net.send("hca-1", "hca-2", 1)
     assert net.run_until("hca-2", 1, 5)
@@ -174,6 +173,15 @@ def test_idle_neighbours_are_collected_and_the_table_is_bounded() -> None:
     net.clock.advance(70)
     assert ip4(v4(2)) not in a.neighs.entries
     assert a.stats.events["neigh_gc"] >= 1
+    assert [p.neighbours for p in a.path_view()] == [0]  # the path stays; Linux's too
+    net.send("hca-1", "hca-2", 1)  # back: ARP again, but the path is still valid
+    assert net.run_until("hca-2", 1, 5) and net.path_queries("hca-1") == 1
+
+
+def test_the_neighbour_table_is_bounded() -> None:
+    cfg = DeviceConfig(neigh=NeighConfig(gc_thresh1=0, gc_thresh2=4, gc_thresh3=8))
+    net = start(fat_tree(4), ["hca-1", "hca-2"], config=cfg)
+    a = net["hca-1"]
     for i in range(40):  # a flood of unresolvable addresses cannot grow the table
         a.transmit(echo(v4(1), f"10.0.3.{i}", i), net.clock.now)
         net.clock.advance(0.01)

@@ -78,12 +78,21 @@ HDR: dict[int, bytes] = {
 SIGNALED = int(hca.SendFlags.SIGNALED)
 
 
+def _neigh_config() -> NeighConfig:
+    return NeighConfig(gc_thresh1=0)
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
-    """Interface parameters; the defaults are Linux's (linux-ipoib.md §4)."""
+    """Interface parameters; the defaults are Linux's (linux-ipoib.md §4).
+
+    The neighbour table plays both Linux tables, the kernel's ARP/ND cache and IPoIB's own
+    neighbour list, whose reaper frees every entry idle for 60 s whatever the table's size:
+    so ``gc_thresh1`` defaults to 0 here, and gc_thresh2/3 (512/1024) still bound the table.
+    """
 
     name: str = "ib0"
-    neigh: NeighConfig = field(default_factory=NeighConfig)
+    neigh: NeighConfig = field(default_factory=_neigh_config)
     mcast: McastConfig = field(default_factory=McastConfig)
     sa: SaClientConfig = field(default_factory=SaClientConfig)
     path_queue_len: int = 3
@@ -204,6 +213,9 @@ class DeviceControl:
         self.run(self.neighs.clear(now), now)
         self._qp_stop()
         self.run(self.reaper.reap_all(), now)
+        if self.qp is not None:
+            self.qp.close()
+            self.qp = None
         self.ctx.set_async_handler(None)
         if self._agent is not None:
             self._agent.close()
@@ -254,8 +266,7 @@ class DeviceControl:
         assert qp is not None and self.pkey_index is not None
         if len(self.recv_cq):
             self._poll_rx(self._now)
-        if qp.state != QPState.RESET:
-            qp.modify(QPAttr(qp_state=QPState.RESET))
+        self._qp_stop()
         qp.to_init(QPAttr(qkey=self.qkey, pkey_index=self.pkey_index, port_num=self.port_num))
         qp.to_rtr()
         qp.to_rts()
@@ -264,9 +275,11 @@ class DeviceControl:
         self._post = qp.post_send
 
     def _qp_stop(self) -> None:
+        """To RESET: nothing posted is in flight any more, so every AH may go."""
         if self.qp is not None and self.qp.state != QPState.RESET:
             self.qp.modify(QPAttr(qp_state=QPState.RESET))
         self._post = self._post_closed
+        self.reaper.tx_done = self._seq
 
     @staticmethod
     def _post_closed(wr: SendWR) -> None:
