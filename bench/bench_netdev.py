@@ -14,6 +14,9 @@ is a 1500-byte IPv4/UDP datagram, 1504 bytes with the IPoIB header.
 - **end to end**: hca-1 transmits 64 packets through the HCA model and two switch hops, then
   hca-2 processes its completions and hands the packets up, and hca-1 reaps its send
   completions; per packet, and in packets/s.
+- **verbs only**: the same packets posted with the neighbour's work request straight to the
+  QP, polled and reposted on the other side with no driver: what the simulated HCA and fabric
+  cost. End to end minus this is the drivers' share.
 
 The baseline, measured in the same run, is what any relay in Python pays at least per packet:
 the 4-byte header concatenated to the packet and the result appended to a deque.
@@ -122,6 +125,17 @@ def run() -> list[Result]:
            "b.process(now); b.drain_to_host(); a.process(now)")
     add("end to end, driver-fabric-driver", ns_per_call(e2e, env) / BATCH,
         f"{BATCH} transmits through HCA + 2 switch hops, receiver process + drain")
+    b: IpoibDevice = env["b"]
+    entry = a.neighs.entries[bytes((10, 0, 0, 2))]
+    wr = entry.tx[0]
+    wr.payload, wr.send_flags = ENCAP_IPV4 + env["pkt"], 0
+    assert b.qp is not None
+    verbs = {"post": a._post, "wr": wr, "rcq": b.recv_cq, "post_recv": b.qp.post_recv,
+             "ring": b._ring, "batch": env["batch"]}
+    add("same packets, verbs only", ns_per_call(
+        "for p in batch: post(wr)\nfor wc in rcq.poll(64): post_recv(ring[wc.wr_id])",
+        verbs) / BATCH,
+        "the HCA model and the fabric alone: post_send, 2 hops, receive, poll, repost")
     lost = env["net"].fabric.drops()["no_recv_wr"] + a.stats.tx_dropped
     assert lost == 0, f"the bench lost {lost} packets"
     return results

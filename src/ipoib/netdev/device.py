@@ -42,6 +42,7 @@ __all__ = ["DeviceConfig", "IpoibDevice"]
 
 _GRH_FLAG = int(hca.WCFlags.GRH)
 _ICMPV6 = int(IpProto.ICMPV6)
+_IPV4, _IPV6, _ARP = int(EtherType.IPV4), int(EtherType.IPV6), int(EtherType.ARP)
 
 
 class IpoibDevice(DeviceControl):
@@ -233,14 +234,14 @@ class IpoibDevice(DeviceControl):
     def _rx(self, data: bytes, now: float, to_host: list[bytes], c: Counters) -> None:
         """One received IPoIB payload (header included)."""
         et = data[0] << 8 | data[1] if len(data) >= 4 else -1
-        if et == EtherType.IPV4:
+        if et == _IPV4:
             to_host.append(data[4:])
-        elif et == EtherType.IPV6:
+        elif et == _IPV6:
             pkt = data[4:]
             if not (len(pkt) > 40 and pkt[6] == _ICMPV6 and Resolver.is_nd(pkt)
                     and self.resolver.nd_received(pkt, now)):
                 to_host.append(pkt)
-        elif et == EtherType.ARP:
+        elif et == _ARP:
             self.resolver.arp_received(data[4:], now)
         else:
             c.drop("rx_malformed" if et < 0 else "rx_unknown_ethertype")
