@@ -3,13 +3,20 @@ P_Key partitions, close, and the user-visible views."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
+from itertools import pairwise
+
 from ipoib.fabric.topogen import fat_tree
 from ipoib.netdev.device import DeviceConfig
 from ipoib.sm.manager import SmConfig
+from ipoib.wire.capture import LINKTYPE_ERF, PcapReader, PcapWriter, erf_unwrap
 from ipoib.wire.gid import make_gid
+from ipoib.wire.ib import UdPacket, parse_ud
+from ipoib.wire.ip import udp_packet
 from ipoib.wire.ipoib import HwAddr
 
-from .net import echo, ip4, start, v4
+from .net import Net, echo, ip4, start, v4
 
 
 def test_carrier_stays_down_until_the_sm_and_the_broadcast_join() -> None:
@@ -178,3 +185,55 @@ def test_views_read_like_linux() -> None:
     text = a.format_counters()
     assert text.startswith("NIC statistics:\n     rx_packets: ")
     assert "drop_rx_own_mcast_echo" in text
+
+
+def _captured(net: Net, port: tuple[str, int], act: Callable[[], None]) -> list[UdPacket]:
+    """The UD packets leaving ``port`` while ``act`` runs, decoded (CRCs checked)."""
+    sink = io.BytesIO()
+    net.fabric.capture(PcapWriter(sink, LINKTYPE_ERF), [port])
+    act()
+    net.fabric.stop_capture()
+    sink.seek(0)
+    return [parse_ud(erf_unwrap(r.data).packet, crcs=True) for r in PcapReader(sink)]
+
+
+def test_packets_on_the_wire() -> None:
+    net = start(fat_tree(4), ["hca-1", "hca-2", "hca-3"])
+    a, b = net["hca-1"], net["hca-2"]
+    net["hca-3"].join_group("239.2.2.2", net.clock.now)
+    net.send("hca-1", "hca-2", 1)
+    net.clock.advance(1)
+
+    def traffic() -> None:
+        net.send("hca-1", "hca-2", 1, start=1)
+        a.transmit(udp_packet(v4(1), "239.2.2.2", 9, 9, b"m"), net.clock.now)
+        net.clock.advance(1)
+
+    pkts = [p for p in _captured(net, ("hca-1", 1), traffic) if p.deth.src_qp == a.qpn]
+    uni = [p for p in pkts if p.bth.dest_qp == b.qpn]
+    multi = [p for p in pkts if p.bth.dest_qp == 0xFFFFFF and p.lrh.dlid >= 0xC000]
+    assert len(uni) == 1 and uni[0].lrh.dlid == b.lid and uni[0].grh is None
+    assert uni[0].payload[:4] == bytes.fromhex("08000000")  # IPoIB header, IPv4
+    assert uni[0].deth.qkey == 0x0B1B and uni[0].bth.pkey == 0xFFFF
+    mgid = bytes.fromhex("ff12401bffff0000000000000f020202")  # 239.2.2.2
+    (group,) = [v for v in a.mcast_view() if v.mgid.endswith(":f02:202")]
+    (m,) = [p for p in multi if p.grh is not None and p.grh.dgid == mgid]
+    assert m.lrh.dlid == group.mlid and m.deth.qkey == 0x0B1B
+    assert m.grh is not None and m.grh.sgid == a.gid and m.grh.hop_lmt == 0
+
+
+def test_a_broadcast_join_that_fails_backs_off_to_16_s() -> None:
+    conf = "Default=0x7fff,ipoib: ALL=full;\nRed=0x0002: ALL=full;"  # no IPoIB group
+    net = start(fat_tree(4), [], sm=SmConfig(partitions=conf))
+    red = net.add("hca-1", 1, pkey=0x8002, addresses=False)
+    joins: list[float] = []
+    sent = 0
+    end = net.clock.now + 50
+    while net.clock.now < end:
+        net.clock.advance(0.25)
+        if red.sa.stats["sent_join"] != sent:
+            sent = red.sa.stats["sent_join"]
+            joins.append(round(net.clock.now, 2))
+    gaps = [round(y - x) for x, y in pairwise(joins)]
+    assert gaps[:5] == [1, 2, 4, 8, 16] and set(gaps[5:]) <= {16}
+    assert not red.carrier and red.stats.events["mcast_join_failed"] == len(joins)

@@ -130,3 +130,16 @@ def test_a_member_does_not_hear_itself_and_the_last_leave_leaves(net: Net) -> No
     assert not any(v.mgid.endswith("f07:707") for v in a.mcast_view())
     with pytest.raises(ValueError):
         a.join_group("10.0.0.1", net.clock.now)
+
+
+def test_at_most_64_packets_wait_for_a_join(net: Net) -> None:
+    net["hca-2"].join_group("239.6.6.6", net.clock.now)
+    net.clock.advance(1)
+    net.slow_sa(1.0)
+    a = net["hca-1"]
+    for i in range(70):
+        a.transmit(udp_packet(v4(1), "239.6.6.6", 1, 1, i.to_bytes(2, "big")), net.clock.now)
+    assert a.stats.drops["tx_mcast_queue_full"] == 6
+    net.clock.advance(2)
+    got = net["hca-2"].drain_to_host()
+    assert [int.from_bytes(p[-2:], "big") for p in got] == list(range(64))
