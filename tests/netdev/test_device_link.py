@@ -159,10 +159,15 @@ def test_close_leaves_and_goes_dark() -> None:
     a.transmit(echo(v4(1), v4(2), 2), net.clock.now)
     assert a.stats.drops["tx_no_carrier"] == 1
     assert a.get_timer() is None or a.get_timer() > net.clock.now
+    b = net["hca-2"]
+    old = b.neighs.entries[ip4(v4(1))].hwaddr
     a.open(net.clock.now)  # and back: a new QP, the groups joined again
     net.clock.run_until(lambda: a.carrier, 10)
-    net.send("hca-1", "hca-2", 1, start=3)
-    assert len(net["hca-2"].drain_to_host()) == 2
+    assert a.hwaddr.pack() != old  # a new QPN: the gratuitous ARP tells the neighbours
+    assert b.neighs.entries[ip4(v4(1))].hwaddr == a.hwaddr.pack()
+    assert b.stats.events["arp_update"] == 1
+    b.transmit(echo(v4(2), v4(1), 9), net.clock.now)
+    assert len(net.run_until("hca-1", 1, 5)) == 1
 
 
 def test_views_read_like_linux() -> None:
