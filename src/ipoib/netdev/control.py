@@ -186,9 +186,10 @@ class DeviceControl:
         self._query_port()
         self.pkey_index = self._find_pkey()
         cap = hca.QPCap(max_send_wr=self.config.send_queue_size,
-                    max_recv_wr=self.config.recv_queue_size)
-        self.qp = qp = QP(self.pd, hca.QPInitAttr(qp_type=hca.QPType.UD, scq=self.send_cq,
-                                               rcq=self.recv_cq, cap=cap, sq_sig_all=False))
+                        max_recv_wr=self.config.recv_queue_size)
+        init = hca.QPInitAttr(qp_type=hca.QPType.UD, scq=self.send_cq, rcq=self.recv_cq,
+                              cap=cap, sq_sig_all=False)
+        self.qp = qp = QP(self.pd, init)
         self.qpn = qp.qp_num
         self._set_hwaddr()
         if self.pkey_index is not None:
@@ -291,7 +292,7 @@ class DeviceControl:
                 and not self.mcast.running):
             self.run(self.mcast.start(now), now)
 
-    # --- prebuilt sends (the data path's addressed work requests) ------------------------------------------------------------------------
+    # --- prebuilt sends (the data path's addressed work requests) -------------------------
 
     def _neigh_tx(self, e: Neigh) -> Tx:
         """Address a reusable work request for a resolved neighbour (kept in ``e.tx``)."""
@@ -393,9 +394,10 @@ class DeviceControl:
         gr = None if g is None else hca.GlobalRoute(
             dgid=g.dgid, flow_label=g.flow_label, sgid_index=g.sgid_index,
             hop_limit=g.hop_limit, traffic_class=g.traffic_class)
-        ah.handle = hca.AH(self.pd, hca.AHAttr(dlid=a.dlid, sl=a.sl, src_path_bits=a.src_path_bits,
-                                       static_rate=a.static_rate, is_global=gr is not None,
-                                       port_num=self.port_num, gr=gr))
+        attr = hca.AHAttr(dlid=a.dlid, sl=a.sl, src_path_bits=a.src_path_bits,
+                          static_rate=a.static_rate, is_global=gr is not None,
+                          port_num=self.port_num, gr=gr)
+        ah.handle = hca.AH(self.pd, attr)
 
     def _attach(self, mgid: bytes, mlid: int, qkey: int | None) -> None:
         qp = self.qp
@@ -445,9 +447,12 @@ class DeviceControl:
                     self.run(self.neighs.path_failed(dgid, seq, now), now)
                 case act.SaFailed(cookie=_JoinCookie(mgid=mgid, seq=seq)):
                     self.run(self.mcast.join_failed(mgid, seq, now), now)
-                case act.LeaveDone() | act.SaFailed():
-                    self.stats.event("sa_leave_done" if isinstance(r, act.LeaveDone)
-                                        else "sa_leave_failed")
+                case act.LeaveDone():
+                    self.stats.event("sa_leave_done")
+                case act.SaFailed(cookie=_LeaveCookie()):
+                    self.stats.event("sa_leave_failed")  # Linux does not wait for leaves
+                case act.SaFailed():
+                    self.stats.event("sa_failed")
                 case act.ClassPortInfoDone(info=info):
                     self.mcast.note_sa_capabilities(info.capability_mask2)
 
