@@ -118,3 +118,14 @@ def test_many_hosts_on_a_fat_tree() -> None:
 @pytest.mark.slow
 def test_hundreds_of_hosts_on_a_fat_tree() -> None:
     _many(216)
+
+
+def test_an_address_conflict_probe_is_answered_without_learning(net: Net) -> None:
+    a, b = net["hca-1"], net["hca-2"]
+    probe = arp.build_request(a.hwaddr, "0.0.0.0", v4(2))  # "is 10.0.0.2 taken?"
+    before = a.stats.events["arp_reply"]
+    forge(net, "hca-2", ENCAP_ARP + probe)
+    net.clock.settle()
+    assert b.stats.events["arp_probe_answered"] == 1
+    assert bytes(4) not in b.neighs.entries
+    assert a.stats.events["arp_reply"] == before  # a reply to 0.0.0.0 confirms nothing

@@ -314,10 +314,17 @@ class Resolver:
         if sha == self.hwaddr.pack():
             self.counters.event("arp_own")
             return
-        if spa == bytes(4) or sha[4] == 0xFF:  # a probe, or nonsense: learn nothing
+        if sha[4] == 0xFF:  # a multicast GID cannot be a sender
             self.counters.event("arp_ignored")
             return
-        if self.addressing.is_local(tpa) and not p.is_gratuitous:
+        ours = self.addressing.is_local(tpa)
+        if spa == bytes(4):  # an address-conflict probe (RFC 5227): answer, learn nothing
+            if p.is_request and ours:
+                self.counters.event("arp_probe_answered")
+                reply = arp.build_reply(self.hwaddr, tpa, HwAddr.unpack(sha), spa)
+                self.sender.send_arp(sha, reply, now)
+            return
+        if ours and not p.is_gratuitous:
             if p.is_request:
                 self.counters.event("arp_request_for_us")
                 run(self.neighs.learn(spa, sha, now), now)
