@@ -20,7 +20,7 @@ from ..wire.enums import NodeType
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``topo`` command group."""
     p = sub.add_parser("topo", help="generate and check topology files")
-    topo = p.add_subparsers(dest="topo_command", metavar="{gen,check}")
+    topo = p.add_subparsers(dest="topo_command", metavar="{gen,check,show}")
     topo.required = True
 
     gen = topo.add_parser("gen", help="generate a topology file")
@@ -43,6 +43,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check = topo.add_parser("check", help="load a topology file and summarise it")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=run_check)
+
+    show = topo.add_parser("show", help="draw a topology (graphviz)")
+    show.add_argument("file", metavar="TOPOLOGY")
+    show.add_argument("--svg", metavar="FILE", help="write an SVG picture here")
+    show.add_argument("--dot", metavar="FILE", help="write the graphviz source here")
+    show.add_argument("--lids", action="store_true",
+                      help="bring the subnet up with the embedded SM and show the LIDs")
+    show.set_defaults(func=run_show)
 
 
 def run_gen(args: argparse.Namespace) -> int:
@@ -106,3 +114,45 @@ def summary(topo: Topology) -> list[str]:
     lines.append(f"  LIDs       {len(lids)} pre-assigned ({lids[0]}..{lids[-1]})" if lids
                  else "  LIDs       none pre-assigned (the SM assigns them)")
     return lines
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Draw the fabric: DOT text to --dot or stdout, an SVG through graphviz to --svg."""
+    import shutil
+    import subprocess
+
+    from ..fabric.dot import to_dot
+
+    try:
+        topology = netfile.load(args.file)
+    except netfile.TopologyError as e:
+        print(e, file=sys.stderr)
+        return 2
+    lids = None
+    if args.lids:
+        from ..fabric.fabric import Fabric
+        from ..sm.agent import SmBinding, run_until
+
+        fabric = Fabric(topology)
+        binding = SmBinding(fabric, topology.nodes[0].name)
+        binding.start(0.0)
+        run_until(fabric, binding, lambda: binding.sm.subnet_up, limit=600.0)
+        if not binding.sm.subnet_up:
+            raise CliError(f"{args.file}: the subnet did not come up, no LIDs to show")
+        lids = dict(binding.sm.lids)
+    dot = to_dot(topology, lids)
+    if args.dot:
+        Path(args.dot).write_text(dot)
+    if args.svg:
+        exe = shutil.which("dot")
+        if exe is None:
+            raise CliError("graphviz's `dot` is not installed (apt-get install graphviz)")
+        p = subprocess.run([exe, "-Tsvg", "-o", args.svg], input=dot, text=True,
+                           capture_output=True, check=False)
+        if p.returncode != 0:
+            raise CliError(f"dot failed: {p.stderr.strip()}")
+        print(f"wrote {args.svg}: {len(topology.nodes)} nodes, {len(topology.links)} links",
+              file=sys.stderr)
+    if not args.dot and not args.svg:
+        sys.stdout.write(dot)
+    return 0
