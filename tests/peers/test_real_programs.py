@@ -222,3 +222,23 @@ def test_capture_opens_in_tshark(fabric: Fabric, tmp_path: Path) -> None:
     assert len(icmp) >= 4, [r["frame.protocols"] for r in rows]  # 2 requests, 2 replies, each hop
     assert {r["ip.dst"] for r in icmp} == {fabric.ip(A), fabric.ip(B)}
     assert all(not clean(r) for r in rows)
+
+
+def test_routes_from_the_namespace_steer_resolution(fabric: Fabric) -> None:
+    """``ip route add ... via GW`` in a namespace: the driver resolves the gateway, as the
+    kernel would for an Ethernet device (the TUN hands over packets with no next hop)."""
+    fabric.exec(B, "ip", "addr", "add", "10.20.0.5/32", "dev", "lo")
+    fabric.exec(A, "ip", "route", "add", "10.20.0.0/16", "via", fabric.ip(B))
+    try:
+        deadline = time.monotonic() + 5
+        while not any(r["dest"] == "10.20.0.0/16" and r["via"] == fabric.ip(B)
+                      for r in fabric.show("routes", A)[A]):
+            assert time.monotonic() < deadline, fabric.show("routes", A)
+            time.sleep(0.1)
+        out = fabric.exec(A, "ping", "-c", "2", "-i", "0.2", "10.20.0.5").stdout
+        assert " 0% packet loss" in out
+        neigh = [n["address"] for n in fabric.show("neigh", A)[A]]
+        assert fabric.ip(B) in neigh and "10.20.0.5" not in neigh
+    finally:
+        fabric.exec(A, "ip", "route", "del", "10.20.0.0/16", check=False)
+        fabric.exec(B, "ip", "addr", "del", "10.20.0.5/32", "dev", "lo", check=False)

@@ -350,6 +350,7 @@ def build(topology: Topology, *, hosts: Sequence[str] | None = None,
     The fabric is simulated in this process with the embedded SM on its first node (unless
     ``sm`` is ``none``); each host's TUN is wired to an IPoIB device on its HCA's port 1.
     ``capture`` records every packet crossing the fabric from the start (ERF, Wireshark).
+    Each device follows its namespace's routes through netlink (:mod:`.routesync`).
     """
     from .ibnet import IbNet
 
@@ -373,5 +374,20 @@ def build(topology: Topology, *, hosts: Sequence[str] | None = None,
             raise HostError(f"no host {key!r}")
         return [by_key[key]]
 
+    from .routesync import RouteWatcher, Watched
+
+    watcher: list[RouteWatcher] = []
+
+    def follow_routes(loop: asyncio.AbstractEventLoop, runtime: Runtime) -> None:
+        w = RouteWatcher([Watched(h.netns, h.tun.ifindex, net.devices[h.name].set_routes)
+                          for h in built if h.tun is not None])
+        watcher.append(w)
+        w.start(loop)
+
+    def close() -> None:
+        for w in watcher:
+            w.close()
+        net.close()
+
     return Daemon(built, net.pumpables, net.handlers(host_of), run_dir=run_dir,
-                  topology=topology.source, closers=[net.close])
+                  topology=topology.source, starters=[follow_routes], closers=[close])

@@ -163,9 +163,14 @@ class Addressing:
         self._mgids.clear()
 
     def _compile(self) -> None:
-        entries = [_Entry(Route(i.network), "kernel") for i in self.addresses.values()]
-        entries.append(_Entry(Route(_LINK_LOCAL6), "kernel"))
-        entries += [_Entry(r, "static") for r in self.routes]
+        entries: list[_Entry] = []
+        seen: set[Route] = set()
+        kernel = [Route(i.network) for i in self.addresses.values()] + [Route(_LINK_LOCAL6)]
+        for route, source in [*((r, "kernel") for r in kernel),
+                              *((r, "static") for r in self.routes)]:
+            if route not in seen:  # the namespace's table repeats our prefixes
+                seen.add(route)
+                entries.append(_Entry(route, source))
         entries.sort(key=lambda e: -e.prefixlen)  # longest prefix first, stable
         self._v4 = [e for e in entries if e.route.dest.version == 4]
         self._v6 = [e for e in entries if e.route.dest.version == 6]
