@@ -12,12 +12,16 @@ This module lets a record be written exactly like that table::
 
 ``u(byte, width, bit=0)`` declares an unsigned integer whose most significant bit is ``bit``
 bits below the MSB of ``byte`` (bit 0 is the MSB, as Linux ``struct ib_field`` counts).
-``raw(byte, size)`` declares a byte string (GIDs, GUID blocks), ``text(byte, size)`` a
+``ule(byte, size)`` declares a little-endian integer of whole bytes, for the few host-order
+structs that are not IBA formats (ibsim's control messages on x86-64). ``raw(byte, size)`` declares a byte string (GIDs, GUID blocks), ``text(byte, size)`` a
 NUL-padded string (NodeDescription). Bits no field covers are reserved: zero on encode,
 ignored on decode. ``cm=N`` gives an SA ComponentMask bit (IBA 15.2.5), used by :func:`match`.
 
-Encoding and decoding go through one big integer per record. That is plenty fast for
-management traffic; the data-path headers in :mod:`ipoib.wire.ib` use precompiled structs.
+Encoding and decoding go through one big integer per record. :func:`layout` also compiles,
+once per class, a straight-line encoder and decoder for those shifts and masks (a sweep of a
+large subnet decodes and encodes hundreds of thousands of attributes); the generic loops stay
+as the reference and produce every error. The data-path headers in :mod:`ipoib.wire.ib` use
+precompiled structs.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from .errors import DecodeError, EncodeError
 
-INT, RAW, TEXT = 0, 1, 2
+INT, RAW, TEXT, INT_LE = 0, 1, 2, 3
 
 Buffer = bytes | bytearray | memoryview
 
@@ -52,6 +56,13 @@ def u(byte: int, width: int, bit: int = 0, *, default: int = 0, cm: int | None =
     """An unsigned integer field of ``width`` bits starting ``bit`` bits into ``byte``."""
     return dataclasses.field(
         default=default, metadata={"wire": (byte, bit, width, INT), "cm": cm}
+    )
+
+
+def ule(byte: int, size: int, *, default: int = 0) -> Any:
+    """A little-endian unsigned integer of ``size`` whole bytes (host order on x86-64)."""
+    return dataclasses.field(
+        default=default, metadata={"wire": (byte, 0, size * 8, INT_LE), "cm": None}
     )
 
 
@@ -81,12 +92,17 @@ class Record:
 
     def encode(self) -> bytes:
         """The record's bytes, exactly ``SIZE`` long."""
+        return self._encode_slow()
+
+    def _encode_slow(self) -> bytes:
         total = 0
         for s in self.SLOTS:
             v = getattr(self, s.name)
-            if s.kind == INT:
+            if s.kind == INT or s.kind == INT_LE:
                 if not isinstance(v, int) or v < 0 or v > s.mask:
                     raise EncodeError(self.NAME, s.name, f"{v!r} does not fit {s.width} bits")
+                if s.kind == INT_LE:
+                    v = int.from_bytes(v.to_bytes(s.width // 8, "little"), "big")
             elif s.kind == RAW:
                 if len(v) != s.width // 8:
                     raise EncodeError(
@@ -104,6 +120,10 @@ class Record:
     @classmethod
     def decode(cls, buf: Buffer, offset: int = 0) -> Self:
         """Decode ``SIZE`` bytes at ``offset``; a short buffer raises :class:`DecodeError`."""
+        return cls._decode_slow(buf, offset)
+
+    @classmethod
+    def _decode_slow(cls, buf: Buffer, offset: int = 0) -> Self:
         end = offset + cls.SIZE
         if offset < 0 or len(buf) < end:
             raise DecodeError(
@@ -116,6 +136,8 @@ class Record:
             v = (total >> s.shift) & s.mask
             if s.kind == INT:
                 kw[s.name] = v
+            elif s.kind == INT_LE:
+                kw[s.name] = int.from_bytes(v.to_bytes(s.width // 8, "big"), "little")
             elif s.kind == RAW:
                 kw[s.name] = v.to_bytes(s.width // 8, "big")
             else:
@@ -169,9 +191,75 @@ def layout(*, size: int, name: str, section: str) -> Callable[[R], R]:
         cls.SECTION = section
         cls.SLOTS = tuple(slots)
         cls.BY_NAME = {s.name: s for s in slots}
+        _compile(cls)
         return cls
 
     return wrap
+
+
+def _compile(cls: type[Record]) -> None:
+    """Install a generated ``encode`` and ``decode`` on ``cls`` (unless it defines its own).
+
+    The encoder reads every field, checks each is an in-range integer or a byte string of the
+    right length, and ORs the shifted values; anything else (a check failing or raising) goes
+    to the generic encoder, so errors are unchanged. The decoder builds the instance without ``__init__`` (every field
+    of a frozen, slotted record is a wire field, set through its slot), which is what
+    ``__init__`` would do. Records with text or little-endian fields, fields not on the wire,
+    or a ``__post_init__`` keep the generic code.
+    """
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    if (any(s.kind not in (INT, RAW) for s in cls.SLOTS) or len(fields) != len(cls.SLOTS)
+            or hasattr(cls, "__post_init__") or "__slots__" not in cls.__dict__):
+        return
+    ns: dict[str, Any] = {"_slow_enc": cls._encode_slow, "_slow_dec": cls._decode_slow,
+                          "_fb": int.from_bytes, "_new": object.__new__, "_C": cls}
+    loads, checks, terms, sets = [], [], [], []
+    for i, s in enumerate(cls.SLOTS):
+        loads.append(f"    v{i} = self.{s.name}")
+        start = s.byte * 8 + s.bit
+        lo, hi = start // 8, (start + s.width + 7) // 8
+        shift, mask = hi * 8 - start - s.width, s.mask
+        if s.kind == INT:
+            checks.append(f"isinstance(v{i}, int) and 0 <= v{i} <= {mask}")
+            terms.append(f"v{i} << {s.shift}")
+            v = f"b[{lo}]" if hi - lo == 1 else f"_fb(b[{lo}:{hi}], 'big')"
+            v += f" >> {shift}" if shift else ""
+            v += f" & {mask}" if (hi - lo) * 8 - shift > s.width else ""
+        else:
+            checks.append(f"len(v{i}) == {s.width // 8}")
+            terms.append(f"_fb(v{i}, 'big') << {s.shift}")
+            v = (f"b[{lo}:{hi}]" if not shift and (hi - lo) * 8 == s.width else
+                 f"(_fb(b[{lo}:{hi}], 'big') >> {shift} & {mask}).to_bytes({s.width // 8}, 'big')")
+        sets.append(f"    _set{i}(obj, {v})")
+        ns[f"_set{i}"] = getattr(cls, s.name).__set__
+    size = cls.SIZE
+    src = "\n".join([
+        "def encode(self):",
+        *loads,
+        "    try:",
+        f"        if {' and '.join(checks) or 'True'}:",
+        f"            return ({' | '.join(terms) or '0'}).to_bytes({size}, 'big')",
+        "    except Exception:",
+        "        pass",
+        "    return _slow_enc(self)",
+        "",
+        "def decode(cls, buf, offset=0):",
+        f"    end = offset + {size}",
+        "    if cls is not _C or offset < 0 or len(buf) < end:",
+        "        return _slow_dec.__func__(cls, buf, offset)",
+        "    b = bytes(buf[offset:end])",
+        "    obj = _new(cls)",
+        *sets,
+        "    return obj",
+    ])
+    exec(src, ns)  # noqa: S102 - generated from the class's own slots, as dataclasses does
+    for name, fn in (("encode", ns["encode"]), ("decode", classmethod(ns["decode"]))):
+        owner = next(c for c in cls.__mro__ if name in c.__dict__)
+        if owner is Record or getattr(owner.__dict__[name], "_generated", False):
+            fn_obj = fn.__func__ if isinstance(fn, classmethod) else fn
+            fn_obj._generated = True
+            fn_obj.__doc__ = getattr(Record, name).__doc__
+            setattr(cls, name, fn)
 
 
 def match(record: Record, template: Record, mask: int) -> bool:
