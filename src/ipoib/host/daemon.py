@@ -131,7 +131,8 @@ class Daemon:
                  handlers: Mapping[str, Handler] | None = None, *,
                  run_dir: RunDir | None = None, topology: str = "",
                  starters: Sequence[Starter] = (),
-                 closers: Sequence[Callable[[], None]] = ()) -> None:
+                 closers: Sequence[Callable[[], None]] = (),
+                 info: Mapping[str, Any] | None = None) -> None:
         names = [h.name for h in hosts]
         if len(set(names)) != len(names) or len({h.netns for h in hosts}) != len(hosts):
             raise HostError("host names and namespaces must be unique")
@@ -147,6 +148,8 @@ class Daemon:
             self.control.register(name, handler)
         self.starters = list(starters)
         self.closers = list(closers)
+        self.info = dict(info or {})
+        """Extra facts the ``status`` command reports (e.g. the ibsim socket name)."""
         self.state = RunState(pid=os.getpid(), started=time.time(), topology=topology,
                               control=str(self.run_dir.socket_path))
         self.ready = False
@@ -307,7 +310,7 @@ class Daemon:
     def _cmd_status(self, req: Mapping[str, Any]) -> dict[str, Any]:
         return {"pid": os.getpid(), "uptime": round(time.time() - self.state.started, 3),
                 "hosts": len(self.hosts), "ready": self.ready,
-                "runtime": self.runtime.counters()}
+                "runtime": self.runtime.counters(), **self.info}
 
     def _cmd_stop(self, req: Mapping[str, Any]) -> dict[str, Any]:
         self.runtime.stop()
@@ -344,18 +347,22 @@ def format_hosts(rows: Sequence[Mapping[str, Any]]) -> str:
 def build(topology: Topology, *, hosts: Sequence[str] | None = None,
           subnet: IPv4Network = DEFAULT_SUBNET, sm: str = "embedded",
           capture: str | None = None, prefix: str | None = None,
-          run_dir: RunDir | None = None, mtu: int = DEFAULT_MTU) -> Daemon:
+          run_dir: RunDir | None = None, mtu: int = DEFAULT_MTU,
+          ibsim: str | None = None) -> Daemon:
     """The daemon for a run of ``topology``: one host per HCA (or per name in ``hosts``).
 
     The fabric is simulated in this process with the embedded SM on its first node (unless
     ``sm`` is ``none``); each host's TUN is wired to an IPoIB device on its HCA's port 1.
     ``capture`` records every packet crossing the fabric from the start (ERF, Wireshark).
     Each device follows its namespace's routes through netlink (:mod:`.routesync`).
+    The fabric also serves the ibsim protocol on the abstract socket base name ``ibsim``
+    (default ``$IBSIM_SOCKNAME``, else ``ipoib-<pid>``), shown by the ``status`` command.
     """
     from .ibnet import IbNet
 
     plans = plan_hosts(topology, names=hosts, subnet=subnet, prefix=prefix)
-    net = IbNet(topology, sm=sm)
+    sockname = ibsim or os.environ.get("IBSIM_SOCKNAME") or f"ipoib-{os.getpid()}"
+    net = IbNet(topology, sm=sm, ibsim=sockname)
     if capture is not None:
         net.start_capture(capture)
     built = []
@@ -390,4 +397,5 @@ def build(topology: Topology, *, hosts: Sequence[str] | None = None,
         net.close()
 
     return Daemon(built, net.pumpables, net.handlers(host_of), run_dir=run_dir,
-                  topology=topology.source, starters=[follow_routes], closers=[close])
+                  topology=topology.source, starters=[*net.starters, follow_routes],
+                  closers=[close], info={"ibsim": sockname})

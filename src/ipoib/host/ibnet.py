@@ -3,8 +3,9 @@
 :func:`ipoib.host.daemon.build` gives each host an :class:`~ipoib.netdev.IpoibDevice` made here
 as its endpoint, and the runtime pumps the fabric, the SM and the devices (docs/conventions.md,
 the pump contract). This module also answers the control socket's InfiniBand views: ``neigh``,
-``path``, ``mcast``, ``counters``, ``sa`` (SA client statistics), ``routes``, ``lids``
-and ``capture``.
+``path``, ``mcast``, ``counters``, ``sa`` (SA client statistics), ``routes``, ``lids``,
+``capture`` and ``ibsim`` (the ibsim-protocol server OpenSM and the diagnostics attach to,
+when one is given a socket name: :mod:`ipoib.ibsim`).
 
 Time is the event loop's clock (``time.monotonic``); captures are stamped with wall-clock time
 by adding the offset between the two once, when the capture starts.
@@ -12,6 +13,7 @@ by adding the offset between the two once, when the capture starts.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from ipaddress import IPv4Interface, IPv6Interface
@@ -19,6 +21,8 @@ from typing import IO, Any
 
 from ..fabric.fabric import Fabric
 from ..fabric.topology import Topology
+from ..ibsim.server import IbsimServer
+from ..ibsim.transport import IbsimTransport
 from ..netdev import IpoibDevice
 from ..sm.agent import SmBinding
 from ..wire.capture import LINKTYPE_ERF, PcapWriter
@@ -60,7 +64,7 @@ class IbNet:
     ``sm`` is ``"none"``, and the IPoIB devices of the hosts added with :meth:`add_host`."""
 
     def __init__(self, topology: Topology, *, sm: str = "embedded", now: float | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, ibsim: str | None = None, ibsim_udp: int | None = None) -> None:
         if sm not in ("embedded", "none"):
             raise HostError(f"unknown SM mode {sm!r} (embedded or none)")
         now = time.monotonic() if now is None else now
@@ -75,6 +79,13 @@ class IbNet:
             self.pumpables.append(SmPump(self.sm))
         self.devices: dict[str, IpoibDevice] = {}
         self._capture: IO[bytes] | None = None
+        self.starters: list[Callable[[asyncio.AbstractEventLoop, Any], None]] = []
+        self.ibsim: IbsimTransport | None = None
+        if ibsim is not None:  # OpenSM and infiniband-diags reach this fabric (ipoib.ibsim)
+            transport = IbsimTransport(IbsimServer(self.fabric), ibsim, udp_port=ibsim_udp)
+            self.ibsim = transport
+            self.pumpables.append(transport)
+            self.starters.append(lambda loop, runtime: transport.start(loop, runtime.kick))
 
     def add_host(self, name: str, addresses: Iterable[IPv4Interface | IPv6Interface],
                  now: float | None = None) -> IpoibDevice:
@@ -107,8 +118,10 @@ class IbNet:
             self._capture = None
 
     def close(self) -> None:
-        """Stop the capture and the SM."""
+        """Stop the capture, the ibsim server and the SM."""
         self.stop_capture()
+        if self.ibsim is not None:
+            self.ibsim.close()
         if self.sm is not None:
             self.sm.close()
 
@@ -141,6 +154,7 @@ class IbNet:
             "sa": per_host(lambda d: dict(d.sa.stats),
                            lambda d: "\n".join(f"{k}: {v}" for k, v in sorted(d.sa.stats.items()))),
             "lids": self._lids,
+            "ibsim": self._ibsim_cmd,
             "capture": self._capture_cmd,
         }
 
@@ -161,6 +175,16 @@ class IbNet:
         text = "\n".join(f"{r['lid']:>5}  {r['guid']}  {r['type']:<6} {r['node']} port {r['port']}"
                          for r in rows)
         return Reply(rows, f"{'LID':>5}  {'port GUID':<18}  {'type':<6} node\n{text}")
+
+    def _ibsim_cmd(self, req: Mapping[str, Any]) -> dict[str, Any]:
+        if self.ibsim is None:
+            raise HostError("this daemon does not serve the ibsim protocol")
+        server = self.ibsim.server
+        cas = self.topology.cas
+        return {"sockname": self.ibsim.sockname, "udp_port": self.ibsim.udp_port or None,
+                "default_host": cas[0].name if cas else self.topology.nodes[0].name,
+                "clients": server.describe(), "stats": dict(server.stats),
+                "drops": dict(server.drops)}
 
     def _capture_cmd(self, req: Mapping[str, Any]) -> dict[str, Any]:
         if req.get("stop"):
