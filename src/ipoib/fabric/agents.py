@@ -29,6 +29,7 @@ from ..wire.ib import (
     GSI_QKEY,
     LNH_GLOBAL,
     LRH_SIZE,
+    UdTemplate,
     bth_dest_qp,
     bth_pkey,
     build_ud,
@@ -41,6 +42,12 @@ from ..wire.ib import (
     ud_payload,
 )
 from ..wire.mad import (
+    DR_INITIAL_PATH_OFFSET,
+    DR_RETURN_PATH_OFFSET,
+    MAD_SIZE,
+    MAX_HOP_COUNT,
+    DrSmpHeader,
+    MadHeader,
     MadStatus,
     Method,
     MgmtClass,
@@ -68,6 +75,21 @@ TRAP_REPEATS = 4
 """Trap 128 is sent at most this many more times while no TrapRepress comes back."""
 TRAP_MIN_INTERVAL = 1.0
 """Seconds between trap repeats, at least (IBA uses 4.096 us * 2^SubnetTimeOut)."""
+
+_DR_HEADER = UdTemplate(vl=15, sl=0, dlid=PERMISSIVE, slid=PERMISSIVE, pkey=0xFFFF, dest_qp=0,
+                        qkey=0, src_qp=0).header(MAD_SIZE)
+"""LRH, BTH and DETH of a directed-route SMP between permissive LIDs: the packet every hop of
+a directed part carries (:func:`_dr_packet`), so a switch passing one on need not rebuild it."""
+_M = len(_DR_HEADER)
+_DR_LEN = _M + MAD_SIZE
+_BASE = _M + MadHeader.BY_NAME["base_version"].byte
+_CLASS = _M + MadHeader.BY_NAME["mgmt_class"].byte
+_D = _M + DrSmpHeader.BY_NAME["direction"].byte
+_HP = _M + DrSmpHeader.BY_NAME["hop_pointer"].byte
+_HC = _M + DrSmpHeader.BY_NAME["hop_count"].byte
+_IPATH = _M + DR_INITIAL_PATH_OFFSET
+_RPATH = _M + DR_RETURN_PATH_OFFSET
+_DR_CLASS = int(MgmtClass.SUBN_DIRECTED_ROUTE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +250,42 @@ def send_from(fabric: Fabric, node: Node, port: Port, pkt: bytes, dlid: int) -> 
 
 
 def _dr_packet(mad: bytes, dlid: int = PERMISSIVE, slid: int = PERMISSIVE) -> bytes:
+    if dlid == PERMISSIVE and slid == PERMISSIVE and len(mad) == MAD_SIZE:
+        return _DR_HEADER + mad
     return build_ud(vl=15, sl=0, dlid=dlid, slid=slid, pkey=0xFFFF, dest_qp=0, qkey=0,
                     src_qp=0, payload=mad)
+
+
+def _dr_pass(fabric: Fabric, sw: Node, pkt: bytes, in_port: int) -> bool:
+    """Pass on a DR SMP in the middle of its directed part at switch ``sw``, on the packet
+    bytes: C14-9:2 outbound (ReturnPath[HopPointer] = ``in_port``, HopPointer + 1) or
+    C14-13:2 returning (HopPointer - 1). This is the bulk of a sweep's traffic; the result is
+    what the general path (:func:`sma.dr_receive`, :func:`dr_act`) gives, and anything that
+    is not plainly such a hop (other headers, ends of the path, bad counts) is left to it:
+    False then."""
+    if (len(pkt) != _DR_LEN or pkt[_CLASS] != _DR_CLASS or pkt[_BASE] != 1
+            or not pkt.startswith(_DR_HEADER)):
+        return False
+    hp, hc = pkt[_HP], pkt[_HC]
+    if hc > MAX_HOP_COUNT:
+        return False
+    buf = bytearray(pkt)
+    if pkt[_D] & 0x80:
+        if not 2 <= hp <= hc:
+            return False
+        out = pkt[_RPATH + hp - 1]
+        buf[_HP] = hp - 1
+    else:
+        if not 0 < hp < hc or in_port > 0xFF:
+            return False
+        out = pkt[_IPATH + hp + 1]
+        buf[_HP] = hp + 1
+        buf[_RPATH + hp] = in_port
+    if 1 <= out <= sw.nports:
+        fabric.transmit(sw.ports[out], bytes(buf))
+    else:
+        sw.drops["dr_discard"] += 1
+    return True
 
 
 def dr_act(fabric: Fabric, node: Node, port: Port, act: sma.DrAction, rx: ReceivedMad) -> None:
@@ -251,6 +307,8 @@ def dr_act(fabric: Fabric, node: Node, port: Port, act: sma.DrAction, rx: Receiv
 
 def receive(fabric: Fabric, node: Node, port: Port, pkt: bytes, in_port: int) -> None:
     """A packet for QP0/QP1 of ``node`` (``port``: a CA port, or a switch's port 0)."""
+    if node.is_switch and _dr_pass(fabric, node, pkt, in_port):
+        return
     try:
         off = check_ud(pkt)
     except DecodeError:

@@ -9,20 +9,11 @@ plain 256-byte ``bytes``; this module gives them three kinds of tools.
 bytes 0-63), :class:`RmppHeader` (bytes 24-35), :class:`SaHeader` (bytes 36-55),
 :class:`ClassPortInfo` and :class:`Notice` (class-generic attributes).
 
-**Builders and whole-MAD views** (bytes out, frozen dataclasses in)::
-
-    build_smp(method, attr_id, attr_mod=0, tid=0, data=b"", *, mkey=0, status=0) -> bytes
-    build_dr_smp(method, attr_id, attr_mod=0, tid=0, data=b"", *, initial_path=(0,),
-                 hop_count=None, hop_pointer=0, dr_slid=0xFFFF, dr_dlid=0xFFFF,
-                 direction=0, return_path=(), mkey=0, status=0) -> bytes
-    build_gmp(mgmt_class, method, attr_id, attr_mod=0, tid=0, data=b"", *,
-              class_version=1, status=0) -> bytes            # PerfMgt, DevMgt: data at 64
-    build_sa_mad(method, attr_id, tid=0, data=b"", *, attr_mod=0, component_mask=0,
-                 attribute_offset=0, sm_key=0, status=0, rmpp=None) -> bytes
-    make_response(mad, data=None, *, status=0, method=None) -> bytes
-    with_header(mad, **changes) -> bytes      # e.g. tid=..., status=..., attr_mod=...
-    dr_step(mad, hop_pointer, return_hop=None, return_port=0) -> bytes  # per-hop, fast
-    parse_mad(mad) -> Smp | DrSmp | SaMad | Gmp              # each has .encode()
+**Builders and whole-MAD views** (bytes out, frozen dataclasses in): ``build_smp``,
+``build_dr_smp``, ``build_gmp`` (PerfMgt, DevMgt: data at 64), ``build_sa_mad``;
+``make_response`` and ``with_header`` (header fields set on one integer, reserved bits zeroed
+as a decode and re-encode would), ``dr_step`` (per hop); ``parse_mad`` gives a :class:`Smp`,
+:class:`DrSmp`, :class:`SaMad` or :class:`Gmp`, each with ``.encode()``.
 
 Paths follow the wire and OpenSM: ``initial_path[i]`` is the egress port at hop ``i`` and entry 0
 is unused, so a one-hop route out of port 1 is ``initial_path=(0, 1)``. A path given as 64 raw
@@ -41,7 +32,7 @@ from enum import IntEnum
 from typing import Any, Self, TypeVar
 
 from .errors import DecodeError, EncodeError
-from .layout import Buffer, Record, layout, raw, u
+from .layout import INT, Buffer, Record, layout, raw, u
 
 MAD_SIZE = 256
 MAD_HEADER_SIZE = 24
@@ -151,10 +142,8 @@ _RESPONSES: dict[int, int] = {
 
 
 def response_method(method: int) -> int:
-    """The method that answers ``method`` (a Set is answered with GetResp, IBA 13.4.5).
-
-    A method nobody answers (Send, or a response) is a property of the received MAD, so it
-    raises :class:`DecodeError` for the method byte (offset 3)."""
+    """The method that answers ``method`` (a Set is answered with GetResp, IBA 13.4.5); a
+    method nobody answers (Send, a response) raises :class:`DecodeError` for byte 3."""
     try:
         return _RESPONSES[method]
     except KeyError:
@@ -644,25 +633,36 @@ _HEADER_FOR: dict[int, type[Record]] = {
     MgmtClass.SUBN_LID_ROUTED: SmpHeader,
 }
 
+_COVERED: dict[type[Record], int] = {
+    c: sum(s.mask << s.shift for s in c.SLOTS) for c in (DrSmpHeader, SmpHeader, MadHeader)}
+"""The bits each header's fields cover: a decode and re-encode zeroes the rest (reserved)."""
+
 
 def _patch(buf: bytearray, changes: dict[str, Any]) -> bytes:
+    """The header with ``changes`` (errors from the record's decode/replace/encode)."""
     cls = _HEADER_FOR.get(buf[1], MadHeader)
-    buf[:cls.SIZE] = cls.decode(buf).replace(**changes).encode()
+    size = cls.SIZE
+    total = int.from_bytes(buf[:size], "big") & _COVERED[cls]
+    for name, v in changes.items():
+        s = cls.BY_NAME.get(name)
+        if s is None or s.kind != INT or not isinstance(v, int) or not 0 <= v <= s.mask:
+            buf[:size] = cls.decode(buf).replace(**changes).encode()
+            return bytes(buf)
+        total = total & ~(s.mask << s.shift) | v << s.shift
+    buf[:size] = total.to_bytes(size, "big")
     return bytes(buf)
 
 
 def with_header(mad: Buffer, **changes: Any) -> bytes:
-    """A copy of ``mad`` (padded to 256 bytes) with header fields changed. Field names are
-    those of :class:`DrSmpHeader` for DR SMPs, :class:`SmpHeader` for LID-routed SMPs and
-    :class:`MadHeader` for the rest."""
+    """A copy of ``mad`` (padded to 256 bytes) with header fields changed: fields of
+    :class:`DrSmpHeader`, :class:`SmpHeader` or :class:`MadHeader` by the class."""
     return _patch(_full(mad), changes)
 
 
 def dr_step(mad: Buffer, hop_pointer: int, return_hop: int | None = None,
             return_port: int = 0) -> bytes:
     """A copy of a DR SMP with HopPointer set and, if ``return_hop`` is given,
-    ReturnPath[return_hop] = ``return_port``: what a node does to a DR SMP it passes on
-    (IBA C14-9, C14-13). Cheap, for the per-hop path: no header record is built."""
+    ReturnPath[return_hop] = ``return_port`` (IBA C14-9, C14-13): per hop, so no record."""
     _need(mad, MAD_SIZE, "DrSmp")
     if not 0 <= hop_pointer <= 0xFF or not 0 <= return_port <= 0xFF or not (
             return_hop is None or 0 <= return_hop < DR_PATH_SIZE):
