@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "ipoib.commands.host",
     "ipoib.commands.topo",
     "ipoib.commands.sweep",
+    "ipoib.commands.diag",
 )
 
 
