@@ -46,6 +46,7 @@ from ..wire.mad import (
     DR_RETURN_PATH_OFFSET,
     MAD_SIZE,
     MAX_HOP_COUNT,
+    RESPONSE_BIT,
     DrSmpHeader,
     MadHeader,
     MadStatus,
@@ -87,6 +88,9 @@ _CLASS = _M + MadHeader.BY_NAME["mgmt_class"].byte
 _D = _M + DrSmpHeader.BY_NAME["direction"].byte
 _HP = _M + DrSmpHeader.BY_NAME["hop_pointer"].byte
 _HC = _M + DrSmpHeader.BY_NAME["hop_count"].byte
+_METHOD = _M + DrSmpHeader.BY_NAME["method"].byte
+_DRSLID = _M + DrSmpHeader.BY_NAME["dr_slid"].byte
+_DRDLID = _M + DrSmpHeader.BY_NAME["dr_dlid"].byte
 _IPATH = _M + DR_INITIAL_PATH_OFFSET
 _RPATH = _M + DR_RETURN_PATH_OFFSET
 _DR_CLASS = int(MgmtClass.SUBN_DIRECTED_ROUTE)
@@ -256,35 +260,76 @@ def _dr_packet(mad: bytes, dlid: int = PERMISSIVE, slid: int = PERMISSIVE) -> by
                     src_qp=0, payload=mad)
 
 
-def _dr_pass(fabric: Fabric, sw: Node, pkt: bytes, in_port: int) -> bool:
-    """Pass on a DR SMP in the middle of its directed part at switch ``sw``, on the packet
-    bytes: C14-9:2 outbound (ReturnPath[HopPointer] = ``in_port``, HopPointer + 1) or
-    C14-13:2 returning (HopPointer - 1). This is the bulk of a sweep's traffic; the result is
-    what the general path (:func:`sma.dr_receive`, :func:`dr_act`) gives, and anything that
-    is not plainly such a hop (other headers, ends of the path, bad counts) is left to it:
-    False then."""
+def _dr_fast(fabric: Fabric, node: Node, port: Port, pkt: bytes, in_port: int) -> bool:
+    """The common cases of a DR SMP reaching ``node``, done on the packet bytes; True when
+    handled. A sweep is made of these, and each is what the general path
+    (:func:`sma.dr_receive`, :func:`dr_act`, :func:`local`) does with the same packet:
+
+    - a switch in the middle of the directed part passes it on: C14-9:2 outbound
+      (ReturnPath[HopPointer] = ``in_port``, HopPointer + 1), C14-13:2 returning
+      (HopPointer - 1);
+    - the end of an outbound directed part (C14-9:3, DrDLID permissive) is a request for the
+      SMA: answered (C14-13:1) back out of ``in_port``, unless the node delays its answers;
+    - the end of a returning directed part (C14-13:3, DrSLID permissive) is a response for
+      the agent whose id is in the TID.
+
+    Only the header every DR hop sends (:data:`_DR_HEADER`) with a whole MAD qualifies;
+    anything else (other headers, LID-routed ends, traps, bad counts) is left to the general
+    path: False, with nothing done.
+    """
     if (len(pkt) != _DR_LEN or pkt[_CLASS] != _DR_CLASS or pkt[_BASE] != 1
             or not pkt.startswith(_DR_HEADER)):
         return False
     hp, hc = pkt[_HP], pkt[_HC]
-    if hc > MAX_HOP_COUNT:
+    if hc > MAX_HOP_COUNT or in_port > 0xFF:
         return False
-    buf = bytearray(pkt)
     if pkt[_D] & 0x80:
-        if not 2 <= hp <= hc:
+        if 2 <= hp <= hc:
+            if not node.is_switch:
+                return False
+            out = pkt[_RPATH + hp - 1]
+            buf = bytearray(pkt)
+            buf[_HP] = hp - 1
+        elif hp == 1 and pkt[_DRSLID:_DRSLID + 2] == b"\xff\xff":
+            method = pkt[_METHOD]
+            if not method & RESPONSE_BIT:
+                return False
+            mad = pkt[_M:_HP] + b"\0" + pkt[_HP + 1:]
+            agent = node.agent_ids.get(int.from_bytes(mad[8:12], "big"))
+            if agent is None or agent.port_num != port.num:
+                node.drops["unmatched_response"] += 1
+            else:
+                agent.deliver(ReceivedMad(mad, port.num, in_port, PERMISSIVE, PERMISSIVE, 0,
+                                          0, 0, 0xFFFF, 0))
+            return True
+        else:
             return False
-        out = pkt[_RPATH + hp - 1]
-        buf[_HP] = hp - 1
-    else:
-        if not 0 < hp < hc or in_port > 0xFF:
+    elif hp < hc:
+        if hp == 0 or not node.is_switch:
             return False
         out = pkt[_IPATH + hp + 1]
+        buf = bytearray(pkt)
         buf[_HP] = hp + 1
         buf[_RPATH + hp] = in_port
-    if 1 <= out <= sw.nports:
-        fabric.transmit(sw.ports[out], bytes(buf))
+    elif (hp == hc and hc and pkt[_DRDLID:_DRDLID + 2] == b"\xff\xff"
+          and not is_response(pkt[_METHOD]) and node.mad_delay <= 0):
+        req = bytearray(pkt[_M:])
+        req[_HP - _M] = hp + 1
+        req[_RPATH - _M + hp] = in_port
+        resp = sma.process_smp(node, in_port, bytes(req))
+        if resp is None:
+            return False  # not for the SMA (SMInfo, traps): the general path finds an agent
+        if resp == sma.DISCARD:
+            return True
+        buf = bytearray(_DR_HEADER + resp)
+        buf[_HP] = hc  # C14-13:1: the responder starts the return at HopCount
+        out = in_port  # ReturnPath[HopCount], written above
     else:
-        sw.drops["dr_discard"] += 1
+        return False
+    if 1 <= out <= node.nports:
+        fabric.transmit(node.ports[out], bytes(buf))
+    else:
+        node.drops["dr_discard"] += 1
     return True
 
 
@@ -307,7 +352,7 @@ def dr_act(fabric: Fabric, node: Node, port: Port, act: sma.DrAction, rx: Receiv
 
 def receive(fabric: Fabric, node: Node, port: Port, pkt: bytes, in_port: int) -> None:
     """A packet for QP0/QP1 of ``node`` (``port``: a CA port, or a switch's port 0)."""
-    if node.is_switch and _dr_pass(fabric, node, pkt, in_port):
+    if _dr_fast(fabric, node, port, pkt, in_port):
         return
     try:
         off = check_ud(pkt)
@@ -320,6 +365,12 @@ def receive(fabric: Fabric, node: Node, port: Port, pkt: bytes, in_port: int) ->
 def receive_checked(fabric: Fabric, node: Node, port: Port, pkt: bytes, off: int,
                     in_port: int) -> None:
     """:func:`receive` for a packet that passed ``check_ud`` (BTH at ``off``)."""
+    if not _dr_fast(fabric, node, port, pkt, in_port):
+        _receive_general(fabric, node, port, pkt, off, in_port)
+
+
+def _receive_general(fabric: Fabric, node: Node, port: Port, pkt: bytes, off: int,
+                     in_port: int) -> None:
     vl15 = pkt[0] >> 4 == 15
     dqp = bth_dest_qp(pkt, off)
     qkey = deth_qkey(pkt, off)
