@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import ipoib.wire
 from ipoib.wire.errors import DecodeError, EncodeError
-from ipoib.wire.layout import INT, RAW, Record, layout, raw, text, u
+from ipoib.wire.layout import INT, RAW, Record, layout, packer, raw, text, u
 from ipoib.wire.smp import NodeDescription, PortInfo
 
 
@@ -167,3 +167,26 @@ def test_encode_errors_name_the_field() -> None:
     with pytest.raises(DecodeError) as d:
         Sample.decode(bytes(7))
     assert (d.value.field, d.value.offset) == ("length", 0)
+
+
+@settings(max_examples=60)
+@given(data=st.data())
+def test_a_packer_encodes_as_the_record_would(data: st.DataObject) -> None:
+    ints = [s for s in PortInfo.SLOTS if s.kind == INT]
+    chosen = data.draw(st.lists(st.sampled_from(ints), unique=True, max_size=len(ints)))
+    values = [data.draw(_value(INT, s.width)) for s in chosen]
+    pack = packer(PortInfo, *(s.name for s in chosen))
+
+    def record() -> bytes:
+        return PortInfo(**{s.name: v for s, v in zip(chosen, values, strict=True)}).encode()
+
+    assert _outcome(lambda: pack(*values)) == _outcome(record)
+
+
+def test_packer_refuses_what_it_cannot_pack() -> None:
+    with pytest.raises(TypeError):
+        packer(Sample, "c")  # a byte-string field
+    with pytest.raises(KeyError):
+        packer(Sample, "nope")
+    assert packer(Sample)() == Sample().encode()
+    assert packer(Sample, "d", "a")(1, 7) == Sample(a=7, d=1).encode()

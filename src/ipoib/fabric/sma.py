@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..wire.layout import packer
 from ..wire.mad import (
     DR_INITIAL_PATH_OFFSET,
     DR_RETURN_PATH_OFFSET,
@@ -267,6 +268,39 @@ def port_info(p: Port, local_port_num: int) -> PortInfo:
     )
 
 
+_PI_LIVE = (
+    "mkey", "gid_prefix", "lid", "master_sm_lid", "capability_mask", "local_port_num",
+    "link_width_enabled", "link_width_supported", "link_width_active", "link_speed_supported",
+    "port_state", "port_physical_state", "mkey_protect_bits", "lmc", "link_speed_active",
+    "link_speed_enabled", "neighbor_mtu", "master_sm_sl", "vl_cap", "mtu_cap", "hoq_life",
+    "operational_vls", "mkey_violations", "pkey_violations", "qkey_violations",
+    "subnet_timeout", "resp_time_value", "capability_mask2", "link_speed_ext_active",
+    "link_speed_ext_supported", "link_speed_ext_enabled",
+)
+"""The PortInfo fields :func:`port_info` takes from the port's attributes, in this order."""
+_PI_EXTRA = tuple(s.name for s in PortInfo.SLOTS if s.name not in _PI_LIVE)
+_PI_EXTRA_SET = frozenset(_PI_EXTRA)
+_PI_EXTRA_DEFAULTS = tuple(getattr(PortInfo(), n) for n in _PI_EXTRA)
+_PI_PACK = packer(PortInfo, *_PI_LIVE, *_PI_EXTRA)
+
+
+def port_info_bytes(p: Port, local_port_num: int) -> bytes:
+    """``port_info(p, local_port_num).encode()``, packed straight from the port (every SMA
+    answer about a port carries it)."""
+    extra = p.extra
+    if not extra.keys() <= _PI_EXTRA_SET:
+        return port_info(p, local_port_num).encode()
+    return _PI_PACK(
+        p.mkey, p.gid_prefix, p.lid, p.master_sm_lid, p.cap_mask, local_port_num,
+        p.width_enabled, p.width_supported, p.width_active, p.speed_supported, p.state,
+        p.phys, p.mkey_protect, p.lmc, p.speed_active, p.speed_enabled, p.neighbor_mtu,
+        p.master_sm_sl, p.vl_cap, p.mtu_cap, p.hoq_life, p.op_vls, p.mkey_violations,
+        p.pkey_violations, p.qkey_violations, p.subnet_timeout, p.resp_time, p.cap_mask2,
+        p.speed_ext_active, p.speed_ext_supported, p.speed_ext_enabled,
+        *map(extra.get, _PI_EXTRA, _PI_EXTRA_DEFAULTS),
+    )
+
+
 def _port_info_set(p: Port, pi: PortInfo) -> int:
     """Apply a PortInfo Set to ``p``; validation first, so a rejected Set changes nothing."""
     if pi.operational_vls > p.vl_cap or pi.neighbor_mtu > p.mtu_cap:
@@ -336,7 +370,7 @@ def _port_info(node: Node, inp: Port, method: int, am: int, data: bytes) -> tupl
         status = _port_info_set(p, PortInfo.decode(data))
         if status:
             return status, data
-    return OK, port_info(p, inp.num).encode()
+    return OK, port_info_bytes(p, inp.num)
 
 
 def _pkey_port(node: Node, inp: Port, port_num: int) -> tuple[Port | None, int]:

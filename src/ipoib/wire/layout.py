@@ -202,10 +202,10 @@ def _compile(cls: type[Record]) -> None:
 
     The encoder reads every field, checks each is an in-range integer or a byte string of the
     right length, and ORs the shifted values; anything else (a check failing or raising) goes
-    to the generic encoder, so errors are unchanged. The decoder builds the instance without ``__init__`` (every field
-    of a frozen, slotted record is a wire field, set through its slot), which is what
-    ``__init__`` would do. Records with text or little-endian fields, fields not on the wire,
-    or a ``__post_init__`` keep the generic code.
+    to the generic encoder, so errors are unchanged. The decoder builds the instance without
+    ``__init__`` (every field of a frozen, slotted record is a wire field, set through its
+    slot), which is what ``__init__`` would do. Records with text or little-endian fields,
+    fields not on the wire, or a ``__post_init__`` keep the generic code.
     """
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     if (any(s.kind not in (INT, RAW) for s in cls.SLOTS) or len(fields) != len(cls.SLOTS)
@@ -229,7 +229,8 @@ def _compile(cls: type[Record]) -> None:
             checks.append(f"len(v{i}) == {s.width // 8}")
             terms.append(f"_fb(v{i}, 'big') << {s.shift}")
             v = (f"b[{lo}:{hi}]" if not shift and (hi - lo) * 8 == s.width else
-                 f"(_fb(b[{lo}:{hi}], 'big') >> {shift} & {mask}).to_bytes({s.width // 8}, 'big')")
+                 f"(_fb(b[{lo}:{hi}], 'big') >> {shift} & {mask})"
+                 f".to_bytes({s.width // 8}, 'big')")
         sets.append(f"    _set{i}(obj, {v})")
         ns[f"_set{i}"] = getattr(cls, s.name).__set__
     size = cls.SIZE
@@ -260,6 +261,30 @@ def _compile(cls: type[Record]) -> None:
             fn_obj._generated = True
             fn_obj.__doc__ = getattr(Record, name).__doc__
             setattr(cls, name, fn)
+
+
+def packer(cls: type[Record], *names: str) -> Callable[..., bytes]:
+    """A compiled encoder of ``cls`` taking the named integer fields positionally, every
+    other field at its default: ``packer(PortInfo, "lid", "port_state")(5, 4)`` is
+    ``PortInfo(lid=5, port_state=4).encode()``, errors included, without building the record
+    (for answers assembled from live state, such as an SMA's PortInfo)."""
+    slots = [cls.BY_NAME[n] for n in names]
+    if any(s.kind != INT for s in slots):
+        raise TypeError(f"{cls.NAME}: packer() takes integer fields only")
+    base = int.from_bytes(cls().encode(), "big")
+    for s in slots:
+        base &= ~(s.mask << s.shift)
+    args = ", ".join(f"v{i}" for i in range(len(slots)))
+    checks = " and ".join(f"isinstance(v{i}, int) and 0 <= v{i} <= {s.mask}"
+                          for i, s in enumerate(slots)) or "True"
+    terms = " | ".join([f"v{i} << {s.shift}" for i, s in enumerate(slots)] + [str(base)])
+    src = (f"def pack({args}):\n    if {checks}:\n"
+           f"        return ({terms}).to_bytes({cls.SIZE}, 'big')\n"
+           f"    return _C(**dict(zip(_names, ({args}{',' if slots else ''})))).encode()\n")
+    ns: dict[str, Any] = {"_C": cls, "_names": names}
+    exec(src, ns)  # noqa: S102 - generated from the class's own slots
+    fn: Callable[..., bytes] = ns["pack"]
+    return fn
 
 
 def match(record: Record, template: Record, mask: int) -> bool:

@@ -1,0 +1,65 @@
+"""The SMA packs PortInfo answers straight from the port (``sma.port_info_bytes``); the bytes,
+or the error, must be those of the :class:`PortInfo` record ``sma.port_info`` builds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ipoib.fabric import Fabric, sma
+from ipoib.fabric.topogen import line
+from ipoib.wire.errors import EncodeError
+from ipoib.wire.smp import PortInfo
+
+ATTRS = {
+    "mkey": 64, "gid_prefix": 64, "lid": 16, "master_sm_lid": 16, "cap_mask": 32,
+    "width_enabled": 8, "width_supported": 8, "width_active": 8, "speed_supported": 4,
+    "state": 4, "phys": 4, "mkey_protect": 2, "lmc": 3, "speed_active": 4, "speed_enabled": 4,
+    "neighbor_mtu": 4, "master_sm_sl": 4, "vl_cap": 4, "mtu_cap": 4, "hoq_life": 5,
+    "op_vls": 4, "mkey_violations": 16, "pkey_violations": 16, "qkey_violations": 16,
+    "subnet_timeout": 5, "resp_time": 5, "cap_mask2": 16, "speed_ext_active": 4,
+    "speed_ext_supported": 4, "speed_ext_enabled": 5,
+}
+"""Port attribute -> the width of the PortInfo field it fills."""
+EXTRA = {s.name: s.width for s in PortInfo.SLOTS} | {"lid": 16, "no_such_field": 8}
+
+
+def _int(width: int) -> st.SearchStrategy[int]:
+    return st.integers(0, (1 << width) - 1) | st.sampled_from([1 << width, -1])
+
+
+def _outcome(fn: Any) -> tuple[str, Any]:
+    try:
+        return "ok", fn()
+    except EncodeError as e:
+        return "EncodeError", (e.field, e.reason)
+    except TypeError:
+        return "TypeError", None
+
+
+@settings(max_examples=200)
+@given(data=st.data())
+def test_port_info_bytes_are_the_record_encoded(data: st.DataObject) -> None:
+    fabric = Fabric(line(1, 1))
+    node = fabric.node(data.draw(st.sampled_from(["sw-1", "hca-1"])))
+    port = node.ports[data.draw(st.integers(0, node.nports))]
+    for name in data.draw(st.lists(st.sampled_from(sorted(ATTRS)), unique=True)):
+        setattr(port, name, data.draw(_int(ATTRS[name])))
+    for name in data.draw(st.lists(st.sampled_from(sorted(EXTRA)), unique=True, max_size=6)):
+        if name not in ("lid", "no_such_field") or data.draw(st.integers(0, 9)) == 0:
+            port.extra[name] = data.draw(_int(EXTRA[name]))
+    local = data.draw(st.integers(0, 300))
+    assert _outcome(lambda: sma.port_info_bytes(port, local)) == _outcome(
+        lambda: sma.port_info(port, local).encode())
+
+
+def test_a_port_info_get_answers_the_live_port() -> None:
+    fabric = Fabric(line(1, 1))
+    port = fabric.port("hca-1", 1)
+    port.lid, port.master_sm_lid = 7, 1
+    port.extra["vl_high_limit"] = 3
+    got = PortInfo.decode(sma.port_info_bytes(port, 1))
+    assert (got.lid, got.master_sm_lid, got.vl_high_limit, got.local_port_num) == (7, 1, 3, 1)
+    assert got == sma.port_info(port, 1)
