@@ -95,9 +95,9 @@ def next_port(node: Node, num: int, *, count: bool = True) -> Port | None:
     """ibsim ``next_port``: leave ``node`` by port ``num`` (on a CA, 0 means port 1) and
     return the port arrived at; a LinkUp port with no cable (a switch's port 0) is its own
     arrival. None when either end is not LinkUp."""
-    if not node.is_switch and num == 0:
+    if num == 0 and not node.is_switch:
         num = 1
-    if num > node.nports or (num == 0 and not node.is_switch):
+    if num > node.nports:
         return None
     out = node.ports[num]
     if out.phys != LINK_UP:
@@ -108,7 +108,10 @@ def next_port(node: Node, num: int, *, count: bool = True) -> Port | None:
     if peer.phys != LINK_UP:
         return None
     if count:
-        count_hop(out, peer)
+        out.xmit_pkts += 1
+        out.xmit_words += HOP_WORDS
+        peer.rcv_pkts += 1
+        peer.rcv_words += HOP_WORDS
     return peer
 
 
@@ -131,6 +134,20 @@ def dr_out(port: Port, hop_count: int, mad: bytes, *,
         port = nxt
     path[ptr] = port.num
     return port, path
+
+
+def count_back(port: Port, hop_count: int, path: bytes | bytearray) -> Node:
+    """The way back of a DR SMP whose outbound walk just succeeded and changed nothing: the
+    same links in reverse, only counted. Returns the node it ends at."""
+    node = port.node
+    for ptr in range(hop_count, 0, -1):
+        out = node.ports[path[ptr] or 1]
+        peer = out.peer
+        if peer is None:
+            continue  # a switch's own port 0: no link crossed
+        count_hop(out, peer)
+        node = peer.node
+    return node
 
 
 def dr_in(port: Port, hop_count: int, path: bytes | bytearray, *,
@@ -166,6 +183,7 @@ def with_tid(mad: bytes, tid: int) -> bytes:
 
 
 __all__ = [
-    "HOP_WORDS", "MAX_LID_HOPS", "agent_port", "count_hop", "dr_in", "dr_out", "lid_route",
+    "HOP_WORDS", "MAX_LID_HOPS", "agent_port", "count_back", "count_hop", "dr_in", "dr_out",
+    "lid_route",
     "link_valid", "next_port", "tag_tid", "with_return_path", "with_tid",
 ]

@@ -76,6 +76,7 @@ from ..wire.smp import NodeInfo, PKeyTable
 from .protocol import (
     PERMISSIVE,
     agent_port,
+    count_back,
     dr_in,
     dr_out,
     lid_route,
@@ -422,11 +423,18 @@ class IbsimServer:
             if path is None:  # a DR SMP sent LID-routed: ibsim returns its InitialPath
                 path = bytearray(mad[128:192])
             resp = with_return_path(resp, path)
-        if dlid == PERMISSIVE:
-            back = dr_in(target, hops, path) if path is not None else target
-        else:
-            back = lid_route(target, slid)
-        if back is None or back.node is not cl.node:
+        back: Node | None
+        if dlid != PERMISSIVE:
+            port = lid_route(target, slid)
+            back = None if port is None else port.node
+        elif path is None:
+            back = target.node
+        elif mad[3] == GET:  # nothing changed: the links that led here lead back
+            back = count_back(target, hops, path)
+        else:  # a Set may have taken a link on the way down (ibsim walks back)
+            port = dr_in(target, hops, path)
+            back = None if port is None else port.node
+        if back is not cl.node:
             # ibsim bounces the reply it has already built: swapped header, status 110
             self._bounce(cl.slot, slid, dlid, sqp, dqp, pad, length, resp)
             return

@@ -182,7 +182,8 @@ class IbsimTransport:
         s = self.out.get(slot)
         if s is None:
             return
-        handle = self.server.handle_data
+        server = self.server
+        handle, outbox = server.handle_data, server.outbox
         for _ in range(READ_BUDGET):
             try:
                 data = s.recv(RECV_SIZE)
@@ -191,14 +192,18 @@ class IbsimTransport:
             except OSError:
                 break
             handle(slot, data)
-        self.flush()
-        self._kick()
+            if outbox:  # answer at once: the client's next requests wait for it
+                self.flush()
+        if server.fabric.get_timer() is not None:
+            self._kick()  # the fabric has work: deliver what went through it
 
     # --- writing ----------------------------------------------------------------------
 
     def flush(self) -> None:
         """Send every queued datagram to its slot."""
-        for slot, data in self.server.drain():
+        outbox = self.server.outbox
+        while outbox:
+            slot, data = outbox.popleft()
             self._send(slot, data)
 
     def _send(self, slot: int, data: bytes) -> None:
