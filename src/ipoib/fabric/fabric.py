@@ -1,10 +1,19 @@
 """The live simulated subnet: nodes built from a :class:`Topology`, packets moving between them.
 
 Packets are ``bytes`` from the first LRH byte to the last pad byte, without ICRC/VCRC. The
-forwarding loop (:meth:`Fabric._hop`) is the hot path: at each hop it reads the DLID by byte
-peeks (LRH bytes 2-3, wire-formats.md §1.1), indexes the switch's LFT ``bytearray``, checks the
-egress port and moves on. It allocates nothing per hop; CRCs are computed only while a tap is
-recording. Multicast fans out through a work queue, never by recursion.
+forwarding loop (:meth:`Fabric._hop`) reads the DLID by byte peeks (LRH bytes 2-3,
+wire-formats.md §1.1), indexes the switch's LFT ``bytearray``, checks the egress port and moves
+on. It allocates nothing per hop; CRCs are computed only while a tap is recording. Multicast
+fans out through a work queue, never by recursion.
+
+The hot path is a route cache in front of that loop: a data packet (not VL15) leaving a port
+toward a unicast DLID takes the route traced by the same rules the first time (``Port.fwd``,
+keyed by DLID). The cached route lists the ports of every link crossed, so each packet still
+bumps every port's PortXmit/PortRcv counters on the way; it holds only while nothing that
+decides forwarding has changed (a port's state or link, an LFT entry, LinearFDBTop, a switch's
+LID, a drop-rate fault: they bump :attr:`Fabric.fwd_gen`, node.py), and it is bypassed while a
+tap records, so a capture still sees every hop. A route that would drop the packet, or end at
+a switch's management port, is not taken from the cache: those packets take the loop.
 
 Delivery into a receive queue is synchronous; anything that calls user code (completion
 callbacks, MAD agent handlers, async events) is deferred to :meth:`Fabric.process`, and
@@ -28,7 +37,7 @@ from ..wire.capture import PcapWriter
 from ..wire.crc import append_crcs
 from ..wire.enums import NodeType
 from . import agents, hca
-from .node import ACTIVE, Ca, Node, Port, Router, Switch, cable, set_enabled
+from .node import ACTIVE, Ca, Node, Port, Route, Router, Switch, cable, set_enabled
 from .topology import NodeSpec, Topology
 
 if TYPE_CHECKING:
@@ -39,6 +48,7 @@ MAX_HOPS = 64
 
 MCAST_BASE = 0xC000
 PERMISSIVE = 0xFFFF
+_NO_PORTS: tuple[Port, ...] = ()
 
 
 class Timer:
@@ -66,6 +76,9 @@ class Fabric:
     def __init__(self, topology: Topology, *, seed: int = 0) -> None:
         self.topology = topology
         self.now = 0.0
+        self.fwd_gen = 0
+        """Bumped by every change that can move a packet elsewhere; cached routes of an
+        older generation are traced again."""
         self.rng = random.Random(seed)
         self.nodes: dict[str, Node] = {}
         self.by_guid: dict[int, Node] = {}
@@ -193,18 +206,70 @@ class Fabric:
 
     def transmit(self, port: Port, pkt: bytes, hops: int = 0) -> None:
         """Send ``pkt`` out of ``port`` (the node's own egress); it is carried to its end
-        before this returns, unless a transmit is already in progress (then it queues)."""
+        before this returns, unless a transmit is already in progress (then it queues).
+
+        A data packet to a unicast DLID takes the cached route when there is one (see the
+        module docstring): the same counters, the same end, no per-hop decisions."""
         if self._pumping:
             self._work.append((port, pkt, hops))
             return
         self._pumping = True
         try:
-            self._hop(port, pkt, hops)
+            if hops or pkt[0] >= 0xF0 or self._tap is not None:  # VL15, or a tap records
+                self._hop(port, pkt, hops)
+            else:
+                route = port.fwd.get(pkt[2] << 8 | pkt[3])
+                if route is None or route[0] != self.fwd_gen:
+                    route = self._trace(port, pkt[2] << 8 | pkt[3])
+                _, out, into, node, end = route
+                if node is None or end is None:
+                    self._hop(port, pkt, 0)
+                else:
+                    words = (len(pkt) >> 2) + 1
+                    for p in out:
+                        p.xmit_pkts += 1
+                        p.xmit_words += words
+                    for p in into:
+                        p.rcv_pkts += 1
+                        p.rcv_words += words
+                    hca.receive(self, node, end, pkt)
             work = self._work
             while work:
                 self._hop(*work.popleft())
         finally:
             self._pumping = False
+
+    def forwarding_changed(self) -> None:
+        """Something that decides forwarding changed: every cached route is stale."""
+        self.fwd_gen += 1
+
+    def _trace(self, port: Port, dlid: int) -> Route:
+        """The route a data packet to ``dlid`` leaving ``port`` takes now, by the rules of
+        :meth:`_hop` (cached in ``port.fwd``). It has no end when the packet would not
+        simply cross ACTIVE, fault-free links through LFT hits to an end node."""
+        out: list[Port] = []
+        into: list[Port] = []
+        route: Route = (self.fwd_gen, _NO_PORTS, _NO_PORTS, None, None)
+        egress = port
+        for _ in range(MAX_HOPS + 1):
+            peer = egress.peer
+            if peer is None or not egress.up or egress.loss or egress.state != ACTIVE \
+                    or peer.state != ACTIVE:
+                break
+            out.append(egress)
+            into.append(peer)
+            node = peer.node
+            if not isinstance(node, Switch):
+                route = (self.fwd_gen, tuple(out), tuple(into), node, peer)
+                break
+            if dlid > node.top or node.lid_lo <= dlid <= node.lid_hi:
+                break
+            n = node.lft[dlid]
+            if n == 0 or n > node.nports:
+                break
+            egress = node.ports[n]
+        port.fwd[dlid] = route
+        return route
 
     def _pump(self) -> None:
         if self._pumping:
@@ -381,6 +446,7 @@ class Fabric:
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"probability {probability} is not in [0, 1]")
         self.nodes[name].ports[port_num].loss = probability
+        self.forwarding_changed()
 
     def set_mad_delay(self, name: str, seconds: float) -> None:
         """Delay every MAD the node's SMA/PMA answers by ``seconds``."""

@@ -15,6 +15,11 @@ The state machine has two drivers, as on hardware:
 
 Every change is reported to the node's :meth:`Node.port_changed` hook, which switches use for
 SwitchInfo.PortStateChange and Trap 128, and CAs for their asynchronous events.
+
+The fabric caches where a data packet goes (:meth:`Fabric.transmit`); anything that can change
+that calls the fabric's ``forwarding_changed`` hook: a port's state (a property, so that a
+direct write counts too), cabling and link training (:func:`cable`, :func:`set_enabled`), a
+switch's LFT (an :class:`Lft`, whose writes report themselves), LinearFDBTop and its own LIDs.
 """
 
 from __future__ import annotations
@@ -100,18 +105,27 @@ class FabricHooks(Protocol):
 
     def defer(self, fn: Callable[[], None]) -> None: ...
     def trap_port_state_change(self, sw: Switch) -> None: ...
+    def forwarding_changed(self) -> None: ...
+
+
+Route = tuple[int, tuple["Port", ...], tuple["Port", ...], "Node | None", "Port | None"]
+"""A cached unicast route out of a port (``Port.fwd``, filled by the fabric): the forwarding
+generation it was traced in, the egress ports and the ingress ports of every link crossed,
+and the end node and port; empty tuples and None when the packet does not simply reach an
+end node (a drop, a switch's own LID, a fault on the way)."""
 
 
 class Port:
     """One port: link and logical state, PortInfo fields, P_Key table, counters, drops."""
 
     __slots__ = (
-        "cap_mask", "cap_mask2", "drops", "enabled", "extra", "gid_prefix", "guid", "hoq_life",
+        "_state", "cap_mask", "cap_mask2", "drops", "enabled", "extra", "fwd", "gid_prefix", "guid",
+        "hoq_life",
         "lid", "link_downed", "lmc", "loss", "master_sm_lid", "master_sm_sl", "mkey", "mkey_lease",
         "mkey_protect", "mkey_violations", "mtu_cap", "neighbor_mtu", "node", "num", "op_vls",
         "pc_base", "peer", "phys", "pkey_violations", "pkeys", "qkey_violations", "rcv_mcast",
         "rcv_pkts", "rcv_words", "resp_time", "sl2vl", "speed_active", "speed_enabled",
-        "speed_ext_active", "speed_ext_enabled", "speed_ext_supported", "speed_supported", "state",
+        "speed_ext_active", "speed_ext_enabled", "speed_ext_supported", "speed_supported",
         "subnet_timeout", "up", "vl_cap", "vlarb", "width_active", "width_enabled",
         "width_supported", "xmit_mcast", "xmit_pkts", "xmit_words",
     )
@@ -120,6 +134,8 @@ class Port:
         self.node = node
         self.num = num
         self.guid = guid
+        self.fwd: dict[int, Route] = {}
+        """DLID -> the cached route of a data packet leaving this port (see fabric.py)."""
         self.peer: Port | None = None
         self.enabled = True
         self.up = False
@@ -171,6 +187,16 @@ class Port:
 
     def __repr__(self) -> str:
         return f"<Port {self.node.name}/{self.num} lid={self.lid} state={self.state}>"
+
+    @property
+    def state(self) -> int:
+        """PortInfo.PortState (DOWN, INIT, ARMED, ACTIVE)."""
+        return self._state
+
+    @state.setter
+    def state(self, value: int) -> None:
+        self._state = value
+        self.node.fabric.forwarding_changed()
 
     @property
     def active_mtu(self) -> int:
@@ -267,6 +293,21 @@ class Node:
         """Called after the SM changed a port's LID or LMC."""
 
 
+class Lft(bytearray):
+    """A switch's linear forwarding table: a ``bytearray`` (reads stay C-speed) whose writes
+    tell the fabric that cached routes may be wrong now."""
+
+    __slots__ = ("fabric",)
+
+    def __init__(self, fabric: FabricHooks, size: int) -> None:
+        super().__init__(b"\xff" * size)
+        self.fabric = fabric
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.fabric.forwarding_changed()
+
+
 class Switch(Node):
     """A switch: port 0 is the management port; forwards by LFT and MFT."""
 
@@ -275,9 +316,8 @@ class Switch(Node):
     def __init__(self, fabric: FabricHooks, *, enhanced_port0: bool = False,
                  **kw: Any) -> None:
         super().__init__(fabric, **kw)
-        self.lft = bytearray(b"\xff" * LFT_SIZE)
-        self.top = 0
-        """SwitchInfo.LinearFDBTop: DLIDs above it are dropped."""
+        self.lft = Lft(fabric, LFT_SIZE)
+        self._top = 0
         self.mft = [0] * MCAST_CAP
         """Port masks indexed by MLID - 0xC000; bit n = port n."""
         self.mcast_top = 0
@@ -312,6 +352,16 @@ class Switch(Node):
         """The switch's LID (port 0's)."""
         return self.ports[0].lid
 
+    @property
+    def top(self) -> int:
+        """SwitchInfo.LinearFDBTop: DLIDs above it are dropped."""
+        return self._top
+
+    @top.setter
+    def top(self, value: int) -> None:
+        self._top = value
+        self.fabric.forwarding_changed()
+
     def lid_changed(self, port: Port, old_lid: int) -> None:
         """Keep the own-LID range the forwarding loop checks in step with port 0."""
         p0 = self.ports[0]
@@ -319,6 +369,7 @@ class Switch(Node):
             self.lid_lo, self.lid_hi = p0.lid, p0.lid + (1 << p0.lmc) - 1
         else:
             self.lid_lo, self.lid_hi = 1, 0
+        self.fabric.forwarding_changed()
 
     def port_changed(self, port: Port, old_state: int, *, by_sm: bool) -> None:
         """A link-driven change of an external port sets PortStateChange (IBA 14.2.5.4) and
@@ -399,6 +450,7 @@ def _retrain(a: Port) -> None:
             if was_up:
                 p.link_downed += 1
             _set_state(p, DOWN, by_sm=False)
+    a.node.fabric.forwarding_changed()
 
 
 def settle_width_speed(a: Port, b: Port) -> None:

@@ -1,0 +1,130 @@
+"""The fabric's route cache: cached data packets are counted, dropped and captured exactly as
+the hop-by-hop loop does it, and every change that decides forwarding is seen at once."""
+
+from __future__ import annotations
+
+import io
+
+from ipoib.fabric import Fabric
+from ipoib.fabric.node import ACTIVE, INIT
+from ipoib.fabric.verbs import WCOpcode
+from ipoib.wire.capture import LINKTYPE_ERF, PcapReader, PcapWriter
+from ipoib.wire.smp import LftBlock, SmpAttr
+
+from .tinysm import TinySm
+from .util import Ud, line3, ud
+
+COUNTERS = ("xmit_pkts", "xmit_words", "rcv_pkts", "rcv_words", "xmit_mcast", "rcv_mcast")
+
+
+def _counters(fabric: Fabric) -> dict[tuple[str, int, str], int]:
+    return {(n.name, p.num, c): getattr(p, c) for n in fabric.nodes.values() for p in n.ports
+            for c in COUNTERS}
+
+
+def _pair(fabric: Fabric) -> tuple[Ud, Ud]:
+    a, b = ud(fabric, "hca-1"), ud(fabric, "hca-3")
+    b.post_recvs(64)
+    return a, b
+
+
+def _traffic(a: Ud, b: Ud, hca2: Ud) -> None:
+    for i in range(20):
+        a.send(b, bytes([i]) * (1 + 37 * i))  # every pad count, many lengths
+        b.send(a, b"ack" * (i % 4))
+        a.send(hca2, b"to the middle switch")
+    a.send(b.lid, b"no such QP", dqpn=0x7777)
+    a.send(b, b"bad Q_Key", qkey=0x1C)
+
+
+def test_cached_traffic_is_counted_like_the_hop_by_hop_loop() -> None:
+    cached, _ = line3()
+    looped, _ = line3()
+    looped.capture(PcapWriter(io.BytesIO(), LINKTYPE_ERF))  # a tap makes every packet loop
+    got = []
+    for fabric in (cached, looped):
+        a, b = _pair(fabric)
+        a.post_recvs(64)
+        mid = ud(fabric, "hca-2")
+        mid.post_recvs(64)
+        _traffic(a, b, mid)
+        got.append(([w.data for w in b.cq.poll(100) if w.opcode == WCOpcode.RECV],
+                    [w.data for w in mid.cq.poll(100)]))
+    assert got[0] == got[1]
+    assert len(got[0][0]) == len(got[0][1]) == 20
+    assert _counters(cached) == _counters(looped)
+    assert cached.drops() == looped.drops() == {"no_qp": 1, "bad_qkey": 1}
+    assert any(p.fwd for p in cached.node("hca-1").ports)  # the cache was used
+    assert not any(p.fwd for p in looped.node("hca-1").ports)
+
+
+def _set_lft(sm: TinySm, switch: str, lid: int, port: int) -> None:
+    path = next(f.path for f in sm.nodes.values() if f.desc == switch)
+    block, idx = divmod(lid, 64)
+    ports = list(LftBlock.decode(sm.get(path, SmpAttr.LINEAR_FORWARDING_TABLE, block)).ports)
+    ports[idx] = port
+    sm.set(path, SmpAttr.LINEAR_FORWARDING_TABLE, block, LftBlock.from_ports(ports).encode())
+
+
+def test_an_lft_written_by_the_sm_moves_cached_traffic_at_once() -> None:
+    fabric, sm = line3()
+    a, b = _pair(fabric)
+    a.send(b, b"cached")
+    _set_lft(sm, "sw-2", b.lid, 0xFF)
+    a.send(b, b"no route now")
+    assert fabric.port("sw-2", 2).drops["no_route"] == 1
+    _set_lft(sm, "sw-2", b.lid, 2)  # back where it came from: a loop
+    a.send(b, b"looping")
+    assert fabric.drops()["hop_limit"] == 1
+    _set_lft(sm, "sw-2", b.lid, 3)
+    a.send(b, b"delivered again")
+    assert [w.data for w in b.cq.poll(8)] == [b"cached", b"delivered again"]
+
+
+def test_a_port_state_written_directly_stops_cached_traffic() -> None:
+    fabric, _ = line3()
+    a, b = _pair(fabric)
+    a.send(b, b"cached")
+    fabric.port("sw-2", 3).state = INIT
+    a.send(b, b"stopped")
+    assert fabric.port("sw-2", 3).drops["port_not_active"] == 1
+    fabric.port("sw-2", 3).state = ACTIVE
+    a.send(b, b"flows again")
+    assert [w.data for w in b.cq.poll(8)] == [b"cached", b"flows again"]
+
+
+def test_link_faults_and_linear_fdb_top_apply_to_cached_routes() -> None:
+    fabric, _ = line3()
+    a, b = _pair(fabric)
+    a.send(b, b"cached")
+    fabric.set_drop_rate("sw-2", 3, 1.0)
+    a.send(b, b"lost")
+    assert fabric.port("sw-3", 2).drops["fault_drop"] == 1
+    fabric.set_drop_rate("sw-2", 3, 0.0)
+    fabric.link_down("sw-3", 1)
+    a.send(b, b"cut")
+    assert fabric.port("sw-3", 1).drops["link_down"] == 1
+    fabric.link_up("sw-3", 1)  # trains to INIT: no data until an SM activates it
+    a.send(b, b"not active")
+    assert fabric.port("sw-3", 1).drops["port_not_active"] == 1
+    sw1 = fabric.node("sw-1")
+    top = sw1.top  # type: ignore[attr-defined]
+    sw1.top = b.lid - 1  # type: ignore[attr-defined]
+    a.send(b, b"beyond top")
+    assert fabric.port("sw-1", 1).drops["lid_beyond_top"] == 1
+    sw1.top = top  # type: ignore[attr-defined]
+    assert [w.data for w in b.cq.poll(8)] == [b"cached"]
+
+
+def test_a_tap_started_later_sees_every_hop_of_cached_traffic() -> None:
+    fabric, _ = line3()
+    a, b = _pair(fabric)
+    a.send(b, b"cached")
+    buf = io.BytesIO()
+    fabric.capture(PcapWriter(buf, LINKTYPE_ERF))
+    a.send(b, b"seen four times")
+    fabric.stop_capture()
+    a.send(b, b"not seen")
+    records = list(PcapReader(io.BytesIO(buf.getvalue())))
+    assert len(records) == 4  # hca-1 -> sw-1 -> sw-2 -> sw-3 -> hca-3
+    assert len(b.cq.poll(8)) == 3
