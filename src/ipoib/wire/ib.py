@@ -16,7 +16,8 @@ Three ways in, by cost:
 - The hot path: a :class:`UdTemplate` is built once per destination (an address handle) and
   :meth:`UdTemplate.packet` only supplies the length fields (cached per payload length);
   :func:`check_ud` and the ``lrh_*``/``bth_*``/``deth_*`` peek functions read single fields
-  without creating objects, for switches and QPs that look at a few fields per hop.
+  without creating objects, for switches and QPs that look at a few fields per hop;
+  :func:`peek_ud` checks and reads a whole data packet (no GRH) in one unpack.
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ _LRH = struct.Struct(">BBHHH")  # vl|lver, sl|lnh, dlid, pkt_len, slid
 _GRH = struct.Struct(">IHBB16s16s")  # ipver|tclass|flow_label, pay_len, nxt_hdr, hop_lmt, gids
 # BTH + DETH: opcode, se|m|pad|tver, pkey, fecn|becn|dest_qp, ack_req|psn, qkey, src_qp
 _BTH_DETH = struct.Struct(">BBHIIII")
+_UD_LOCAL = struct.Struct(">BBHHHBBHIIII")  # LRH then BTH + DETH as above: no GRH between
 _PADS = (b"", b"\0", b"\0\0", b"\0\0\0")
 # PktLen (bytes 4-5 of the LRH; bits 15-11 are reserved zeros) for every word count, and
 # GRH PayLen for every word count: PayLen = 4 * (PktLen - (LRH + GRH) / 4).
@@ -297,6 +299,15 @@ class UdTemplate:
             return b"".join((h, payload, _PADS[-n & 3]))
         return h + payload
 
+    def packet_sg(self, head: Buffer, payload: Buffer) -> bytes:
+        """The packet carrying ``head`` then ``payload`` (a two-entry gather list): one
+        join, so a caller with a small header of its own copies the payload once."""
+        n = len(head) + len(payload)
+        h = self._hdrs.get(n) or self.header(n)
+        if n & 3:
+            return b"".join((h, head, payload, _PADS[-n & 3]))
+        return b"".join((h, head, payload))
+
     def max_payload(self) -> int:
         """The largest payload PktLen can describe with this header (a multiple of 4)."""
         return MAX_PKT_WORDS * 4 - self._fixed
@@ -364,6 +375,29 @@ def check_ud(pkt: Buffer) -> int:
         raise DecodeError("BTH", "pad_cnt", off + 1,
                           f"PadCnt {pad} but only {n - hend} bytes follow the headers")
     return off
+
+
+UdFields = tuple[int, int, int, int, int, int, int, int]
+"""What :func:`peek_ud` reads: (SL, DLID, SLID, P_Key, DestQP, Q_Key, SrcQP, PadCnt)."""
+
+
+def peek_ud(pkt: Buffer) -> UdFields | None:
+    """The fields a receiving QP acts on, read with one unpack, for the data path's usual
+    packet: LRH + BTH (UD SEND_ONLY) + DETH with no GRH and no immediate data.
+
+    Returns None for every other packet, well-formed or not; those take :func:`check_ud` and
+    the peek functions. Whatever it accepts passes every check :func:`check_ud` makes (LVer 0,
+    PktLen matching the length, TVer 0, PadCnt within the payload).
+    """
+    n = len(pkt)
+    if n < UD_HEADER_SIZE:
+        return None
+    b0, b1, dlid, words, slid, op, fl, pkey, dqp, _, qkey, sqp = _UD_LOCAL.unpack_from(pkt)
+    if b0 & 0x0F or b1 & 3 != LNH_LOCAL or words > MAX_PKT_WORDS \
+            or words * 4 - ICRC_SIZE != n or op != OP_UD_SEND_ONLY or fl & 0x0F \
+            or fl >> 4 & 3 > n - UD_HEADER_SIZE:
+        return None
+    return b1 >> 4, dlid, slid, pkey, dqp & 0xFF_FFFF, qkey, sqp & 0xFF_FFFF, fl >> 4 & 3
 
 
 def parse_ud(buf: Buffer, *, crcs: bool = False) -> UdPacket:
