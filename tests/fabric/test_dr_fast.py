@@ -203,3 +203,47 @@ def test_an_sma_with_a_mad_delay_answers_late() -> None:
                        hop_pointer=2)
     fast, general = both_paths(_dr(mad), "sw-2", 3, setup=1)
     assert fast == general and fast[1][0] > 0  # sent from the timer, not on arrival
+
+
+def both_sends(mad: bytes, at: str, port_num: int, dlid: int) -> tuple[Any, Any]:
+    """(state after ``MadAgent.send``, state after its general path) from a fresh agent."""
+    results = []
+    for general in (False, True):
+        fabric, tap, queues = _fabric(0)
+        agent = fabric.open_mad_agent(at, port_num, MgmtClass.SUBN_DIRECTED_ROUTE)
+        try:
+            tid: Any = (agent._send(mad, dlid, None, None, None, 0) if general
+                        else agent.send(mad, dlid=dlid))
+        except (DecodeError, ValueError) as e:
+            tid = type(e).__name__
+        results.append((tid, _state(fabric, tap, [*queues, agent])))
+    return results[0], results[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(mad=dr_smps(), at=st.sampled_from(["sw-2", "hca-3"]),
+       dlid=st.sampled_from([PERMISSIVE, 2]), cut=st.integers(0, 9))
+def test_an_agent_sends_dr_smps_as_the_general_path_does(mad: bytes, at: str, dlid: int,
+                                                         cut: int) -> None:
+    if cut == 0:
+        mad = mad[:100]
+    fast, general = both_sends(mad, at, 0 if at.startswith("sw") else 1, dlid)
+    assert fast == general
+
+
+def test_a_request_leaves_by_the_first_hop_of_its_path() -> None:
+    mad = build_dr_smp(Method.GET, SmpAttr.NODE_INFO, 0, 0x77, initial_path=(0, 4, 3))
+    fast, general = both_sends(mad, "sw-2", 0, PERMISSIVE)
+    assert fast == general
+    tid, (packets, *_rest) = fast
+    assert tid == 2 << 32 | 0x77  # the new agent is the node's second
+    first = packets[0][28:]
+    assert dr_hop_pointer(first) == 1 and first[8:16] == tid.to_bytes(8, "big")
+
+
+def test_a_ca_sends_from_its_own_port_whatever_the_path_says() -> None:
+    for first in (0, 1, 4):
+        mad = build_dr_smp(Method.GET, SmpAttr.NODE_INFO, 0, 1, initial_path=(0, first, 3))
+        fast, general = both_sends(mad, "hca-3", 1, PERMISSIVE)
+        assert fast == general
+        assert fast[1][0] and not fast[1][2]["hca-3"]  # sent, nothing dropped at the CA

@@ -48,7 +48,6 @@ from ..wire.mad import (
     MAX_HOP_COUNT,
     RESPONSE_BIT,
     DrSmpHeader,
-    MadHeader,
     MadStatus,
     Method,
     MgmtClass,
@@ -83,14 +82,14 @@ _DR_HEADER = UdTemplate(vl=15, sl=0, dlid=PERMISSIVE, slid=PERMISSIVE, pkey=0xFF
 a directed part carries (:func:`_dr_packet`), so a switch passing one on need not rebuild it."""
 _M = len(_DR_HEADER)
 _DR_LEN = _M + MAD_SIZE
-_BASE = _M + MadHeader.BY_NAME["base_version"].byte
-_CLASS = _M + MadHeader.BY_NAME["mgmt_class"].byte
-_D = _M + DrSmpHeader.BY_NAME["direction"].byte
-_HP = _M + DrSmpHeader.BY_NAME["hop_pointer"].byte
-_HC = _M + DrSmpHeader.BY_NAME["hop_count"].byte
-_METHOD = _M + DrSmpHeader.BY_NAME["method"].byte
-_DRSLID = _M + DrSmpHeader.BY_NAME["dr_slid"].byte
-_DRDLID = _M + DrSmpHeader.BY_NAME["dr_dlid"].byte
+(_BASE_B, _CLASS_B, _METHOD_B, _D_B, _HP_B, _HC_B, _TID_B, _DRSLID_B, _DRDLID_B) = (
+    DrSmpHeader.BY_NAME[f].byte for f in ("base_version", "mgmt_class", "method", "direction",
+                                          "hop_pointer", "hop_count", "tid", "dr_slid",
+                                          "dr_dlid"))
+"""Byte offsets in a DR SMP, from its declared header."""
+_BASE, _CLASS, _METHOD, _D, _HP, _HC, _DRSLID, _DRDLID = (
+    _M + b for b in (_BASE_B, _CLASS_B, _METHOD_B, _D_B, _HP_B, _HC_B, _DRSLID_B, _DRDLID_B))
+"""The same offsets in a packet that starts with :data:`_DR_HEADER`."""
 _IPATH = _M + DR_INITIAL_PATH_OFFSET
 _RPATH = _M + DR_RETURN_PATH_OFFSET
 _DR_CLASS = int(MgmtClass.SUBN_DIRECTED_ROUTE)
@@ -198,6 +197,25 @@ class MadAgent:
         first, LID-routed segment of a DR SMP whose DrSLID is not permissive)."""
         if self.closed:
             raise ValueError("agent is closed")
+        if (len(mad) == MAD_SIZE and mad[_CLASS_B] == _DR_CLASS and mad[_HP_B] == 0
+                and not mad[_D_B] & 0x80 and 0 < mad[_HC_B] <= MAX_HOP_COUNT
+                and not is_response(mad[_METHOD_B])
+                and mad[_DRSLID_B:_DRSLID_B + 2] == b"\xff\xff"):
+            # a request starting its directed part here (C14-9:1): the common case, in one
+            # header patch; the same packet as the general path below
+            tid = self.agent_id << 32 | int.from_bytes(mad[_TID_B + 4:_TID_B + 8], "big")
+            mad = with_header(mad, tid=tid, hop_pointer=1)
+            node = self.node
+            out = mad[DR_INITIAL_PATH_OFFSET + 1] if node.is_switch else self.port_num
+            if 1 <= out <= node.nports:
+                self.fabric.transmit(node.ports[out], _DR_HEADER + mad)
+            else:
+                node.drops["dr_discard"] += 1
+            return tid
+        return self._send(mad, dlid, dqp, qkey, pkey, sl)
+
+    def _send(self, mad: bytes, dlid: int, dqp: int | None, qkey: int | None,
+              pkey: int | None, sl: int) -> int:
         if not is_response(mad_method(mad)):
             tid = self.agent_id << 32 | (mad_tid(mad) & 0xFFFF_FFFF)
             mad = with_header(mad, tid=tid)
@@ -295,7 +313,7 @@ def _dr_fast(fabric: Fabric, node: Node, port: Port, pkt: bytes, in_port: int) -
             if not method & RESPONSE_BIT:
                 return False
             mad = pkt[_M:_HP] + b"\0" + pkt[_HP + 1:]
-            agent = node.agent_ids.get(int.from_bytes(mad[8:12], "big"))
+            agent = node.agent_ids.get(int.from_bytes(mad[_TID_B:_TID_B + 4], "big"))
             if agent is None or agent.port_num != port.num:
                 node.drops["unmatched_response"] += 1
             else:
