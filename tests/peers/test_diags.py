@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -31,21 +30,12 @@ from ipoib.sm.graph import SubnetGraph
 from ipoib.sm.verify import verify_routes
 from ipoib.wire.enums import NodeType
 from ipoib.wire.gid import DEFAULT_GID_PREFIX
-from ipoib.wire.ibsim import (
-    CtlType,
-    SimClientInfo,
-    SimCtl,
-    SimRequestHeader,
-    abstract_name,
-    ctl_payload,
-    pack_request,
-)
 from ipoib.wire.ipoib import broadcast_mgid
 from ipoib.wire.mad import Method, build_sa_mad
 from ipoib.wire.sa import MCMemberRecord, SaAttr
 
 from ..host.helpers import needs_root, prefix, run_dir
-from .umad import EXAMPLES, require, serve, tool
+from .umad import EXAMPLES, RawClient, require, serve, tool
 
 __all__ = ["prefix", "run_dir"]
 
@@ -199,38 +189,6 @@ def test_ibroute_lfts_route_every_pair(net: str, workdir: Path) -> None:
                for n in topo.nodes}
     report = verify_routes(SubnetGraph.from_topology(topo), lfts, by_guid)
     assert report.ok and report.pairs == 4 * 5
-
-
-class RawClient:
-    """A client speaking the ibsim protocol directly (as the vectors' raw client did)."""
-
-    def __init__(self, name: str, nodeid: str, ident: int) -> None:
-        self.ctl = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.ctl.bind(abstract_name(name, f"ctl{ident}"))
-        self.ctl.connect(abstract_name(name, "ctl"))
-        self.ctl.settimeout(10)
-        self.data = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.data.bind(abstract_name(name, f"in{ident}"))
-        self.data.settimeout(10)
-        reply = self.call(CtlType.CONNECT, ctl_payload(SimClientInfo(id=ident, nodeid=nodeid)))
-        assert reply.type == CtlType.CONNECT
-        self.slot = SimClientInfo.decode(reply.data).id
-        self.data.connect(abstract_name(name, f"out{self.slot}"))
-
-    def call(self, kind: int, data: bytes = bytes(64)) -> SimCtl:
-        self.ctl.send(SimCtl(clientid=getattr(self, "slot", 0), type=kind, data=data).encode())
-        return SimCtl.decode(self.ctl.recv(1024))
-
-    def mad(self, dlid: int, mad: bytes, qp: int = 1) -> tuple[SimRequestHeader, bytes]:
-        self.data.send(pack_request(dlid, 0, qp, qp, 0, 256, mad))
-        buf = self.data.recv(1024)
-        head = SimRequestHeader.decode(buf)
-        return head, buf[32:32 + head.length]
-
-    def close(self) -> None:
-        self.call(CtlType.DISCONNECT)
-        self.ctl.close()
-        self.data.close()
 
 
 def join(client: RawClient, sm_lid: int, port_guid: int) -> MCMemberRecord:

@@ -4,7 +4,8 @@
 - :class:`InProcess` serves a fabric from a thread of the test process, so a test can look at
   the fabric objects afterwards (the port states and LFTs OpenSM wrote);
 - :func:`tool` runs one diagnostics command under ``LD_PRELOAD=libumad2sim.so``;
-- :func:`opensm` runs OpenSM under the preload until "SUBNET UP".
+- :func:`opensm` runs OpenSM under the preload until "SUBNET UP";
+- :class:`RawClient` speaks the protocol itself, as the vectors' raw client did.
 
 Every process is stopped by pid when its context ends, whatever happens; nothing is left
 running.
@@ -17,6 +18,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +33,15 @@ import pytest
 from ipoib.fabric.topology import Topology
 from ipoib.host.ibnet import IbNet
 from ipoib.host.runtime import Runtime
+from ipoib.wire.ibsim import (
+    CtlType,
+    SimClientInfo,
+    SimCtl,
+    SimRequestHeader,
+    abstract_name,
+    ctl_payload,
+    pack_request,
+)
 
 UMAD2SIM = "/usr/lib/x86_64-linux-gnu/umad2sim/libumad2sim.so"
 OPENSM = shutil.which("opensm") or "/usr/sbin/opensm"
@@ -97,12 +108,13 @@ def serve(netfile: Path, workdir: Path, *, sm: str = "none", name: str | None = 
 
 
 class InProcess:
-    """A fabric served on the ibsim sockets from a thread (no SM): :meth:`stop` before looking
-    at :attr:`net`'s objects."""
+    """A fabric served on the ibsim sockets from a thread (no SM unless ``sm="embedded"``):
+    :meth:`stop` before looking at :attr:`net`'s objects."""
 
-    def __init__(self, topology: Topology, name: str | None = None) -> None:
+    def __init__(self, topology: Topology, name: str | None = None, *, sm: str = "none",
+                 udp_port: int | None = None) -> None:
         self.name = name or sockname()
-        self.net = IbNet(topology, sm="none", ibsim=self.name)
+        self.net = IbNet(topology, sm=sm, ibsim=self.name, ibsim_udp=udp_port)
         self.runtime = Runtime(self.net.pumpables)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -145,6 +157,53 @@ class InProcess:
             self.stop()
         finally:
             self.net.close()
+
+
+class RawClient:
+    """A client speaking the ibsim protocol directly (as the vectors' raw client did)."""
+
+    def __init__(self, name: str, nodeid: str, ident: int, *, issm: int = 0) -> None:
+        self.ctl = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.ctl.bind(abstract_name(name, f"ctl{ident}"))
+        self.ctl.connect(abstract_name(name, "ctl"))
+        self.ctl.settimeout(10)
+        self.data = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.data.bind(abstract_name(name, f"in{ident}"))
+        self.data.settimeout(10)
+        reply = self.call(CtlType.CONNECT,
+                          ctl_payload(SimClientInfo(id=ident, issm=issm, nodeid=nodeid)))
+        assert reply.type == CtlType.CONNECT
+        self.slot = SimClientInfo.decode(reply.data).id
+        self.data.connect(abstract_name(name, f"out{self.slot}"))
+
+    def call(self, kind: int, data: bytes = bytes(64)) -> SimCtl:
+        self.ctl.send(SimCtl(clientid=getattr(self, "slot", 0), type=kind, data=data).encode())
+        return SimCtl.decode(self.ctl.recv(1024))
+
+    def send(self, dlid: int, mad: bytes, qp: int = 1) -> None:
+        """Send one MAD (SLID 0: the server fills in our LID)."""
+        self.data.send(pack_request(dlid, 0xFFFF if dlid == 0xFFFF else 0, qp, qp, 0, 256,
+                                    mad))
+
+    def recv(self) -> tuple[SimRequestHeader, bytes]:
+        """The next datagram: its header and its valid MAD bytes."""
+        buf = self.data.recv(1024)
+        head = SimRequestHeader.decode(buf)
+        return head, buf[32:32 + head.length]
+
+    def mad(self, dlid: int, mad: bytes, qp: int = 1) -> tuple[SimRequestHeader, bytes]:
+        """Send a request and wait for what comes back."""
+        self.send(dlid, mad, qp)
+        return self.recv()
+
+    def vanish(self) -> None:
+        """Go away without DISCONNECT, as a crashed client does."""
+        self.ctl.close()
+        self.data.close()
+
+    def close(self) -> None:
+        self.call(CtlType.DISCONNECT)
+        self.vanish()
 
 
 def tool_env(name: str, host: str | None) -> dict[str, str]:
