@@ -5,7 +5,9 @@
 ``umad_register``). What the data path does, as an HCA does it:
 
 - **send** (UD): the address handle keeps a prebuilt :class:`~ipoib.wire.ib.UdTemplate` per
-  (QP, Q_Key, P_Key, SLID), so a send is one ``bytes.join`` and a hand-off to the fabric. A
+  (QP, Q_Key, P_Key, SLID), so a send is one ``bytes.join`` and a hand-off to the fabric;
+  :meth:`QP.post_send_sg` takes the payload as two buffers (a driver's own header, then the
+  packet) and joins them into the packet in that same join. A
   remote Q_Key with bit 31 set means "use the QP's Q_Key" (controlled Q_Key). Payloads over
   the port's active MTU complete with ``LOC_LEN_ERR``. Multicast is also looped back to every
   QP of the port attached to the group, the sender included (real HCAs do; IPoIB drops its
@@ -14,7 +16,9 @@
   member), Q_Key against the QP's Q_Key, MTU; no posted receive means the packet is dropped
   (counted, as HW does). A completion's ``byte_len`` includes the 40-byte GRH area every UD
   receive buffer starts with; ``WC.grh`` holds the GRH when one came (``wc_flags`` GRH), and
-  ``WC.data`` the payload.
+  ``WC.data`` the payload. A unicast data packet without GRH is read with one unpack
+  (:func:`~ipoib.wire.ib.peek_ud`) and its completion is a tuple in the CQ:
+  :meth:`CQ.poll_tuples` hands such rows over, :meth:`CQ.poll` makes :class:`WC` objects.
 
 Completion callbacks (``CQ.req_notify``) and async events run deferred, from
 :meth:`Fabric.process`. RC QPs have their state machine but no transport yet.
@@ -35,10 +39,12 @@ from ..wire.ib import (
     LRH_SIZE,
     MULTICAST_QPN,
     OP_UD_SEND_ONLY_IMM,
+    UD_HEADER_SIZE,
     Grh,
     UdTemplate,
     build_ud,
     check_ud,
+    peek_ud,
 )
 from . import agents
 from .node import Ca, Node, Port
@@ -62,7 +68,9 @@ from .verbs import (
     WCFlags,
     WCOpcode,
     WCStatus,
+    WcTuple,
     WROpcode,
+    wc_tuple,
 )
 
 if TYPE_CHECKING:
@@ -210,14 +218,18 @@ class PD:
 
 class CQ:
     """A completion queue. ``req_notify`` arms a one-shot call of the completion handler
-    (deferred) on the next completion."""
+    (deferred) on the next completion.
+
+    Completions are kept as :data:`~.verbs.WcTuple` rows: :meth:`poll` makes :class:`WC`
+    objects of them (the pyverbs shape), :meth:`poll_tuples` hands the rows over as they are
+    (the data path's poll, no object per completion)."""
 
     def __init__(self, ctx: Context, cqe: int = 1024,
                  comp_handler: Callable[[CQ], None] | None = None) -> None:
         self.ctx = ctx
         self.cqe = cqe
         self.comp_handler = comp_handler
-        self._entries: deque[WC] = deque()
+        self._entries: deque[WcTuple] = deque()
         self._armed = False
         self.overflows = 0
 
@@ -227,23 +239,40 @@ class CQ:
     def poll(self, num_entries: int = 1) -> list[WC]:
         """Up to ``num_entries`` completions, oldest first."""
         e = self._entries
-        return [e.popleft() for _ in range(min(num_entries, len(e)))]
+        out = []
+        for _ in range(min(num_entries, len(e))):
+            r = e.popleft()
+            out.append(WC(r[0], WCStatus(r[1]), WCOpcode(r[2]), *r[3:]))
+        return out
+
+    def poll_tuples(self, num_entries: int) -> list[WcTuple]:
+        """Up to ``num_entries`` completions as tuples in :class:`WC`'s field order."""
+        e = self._entries
+        if num_entries >= len(e):
+            out = list(e)
+            e.clear()
+            return out
+        return [e.popleft() for _ in range(num_entries)]
 
     def req_notify(self, solicited_only: bool = False) -> None:
         """Arm the completion handler for the next completion."""
         self._armed = True
 
-    def push(self, wc: WC) -> bool:
+    def push(self, wc: WC | WcTuple) -> bool:
         """Add a completion; False when the CQ is full (the completion is lost)."""
         if len(self._entries) >= self.cqe:
             self.overflows += 1
             return False
-        self._entries.append(wc)
+        self._entries.append(wc_tuple(wc) if isinstance(wc, WC) else wc)
         if self._armed and self.comp_handler is not None:
-            self._armed = False
-            handler = self.comp_handler
-            self.ctx.fabric.defer(lambda: handler(self))
+            self._notify()
         return True
+
+    def _notify(self) -> None:
+        self._armed = False
+        handler = self.comp_handler
+        assert handler is not None
+        self.ctx.fabric.defer(lambda: handler(self))
 
 
 class AH:
@@ -258,6 +287,9 @@ class AH:
         if MCAST_BASE <= attr.dlid < PERMISSIVE and not attr.is_global:
             raise VerbsError("a multicast AH needs a GRH (is_global and a GlobalRoute)")
         self._templates: dict[tuple[int, int, int, int], UdTemplate] = {}
+        self._last: tuple[tuple[int, int, int, int], UdTemplate] | None = None
+        """The last template a send used and its key, with the port's LID (not the SLID):
+        the usual send compares one tuple instead of building the key and hashing it."""
 
     def _grh(self) -> Grh | None:
         gr = self.attr.gr
@@ -394,6 +426,15 @@ class QP:
 
     def post_send(self, wr: SendWR) -> None:
         """Send one work request (UD: needs RTS and an AH)."""
+        self._send(wr, b"", wr.payload)
+
+    def post_send_sg(self, wr: SendWR, head: bytes, payload: bytes) -> None:
+        """Send ``wr`` with a two-entry gather list, ``head`` then ``payload``, in place of
+        ``wr.payload``: the packet is made with one join, so a caller's own header costs no
+        extra copy of the payload (a driver's 4-byte encapsulation header)."""
+        self._send(wr, head, payload)
+
+    def _send(self, wr: SendWR, head: bytes, payload: bytes) -> None:
         if not self._tx_ok:
             if self.qp_type != QPType.UD:
                 raise VerbsError("RC transport is not implemented", errno.EOPNOTSUPP)
@@ -402,8 +443,7 @@ class QP:
         if ah is None:
             raise VerbsError("a UD send needs an AH")
         port = ah.port
-        payload = wr.payload
-        n = len(payload)
+        n = len(head) + len(payload)
         if n > 128 << min(port.mtu_cap, port.neighbor_mtu):
             self.scq.push(WC(wr.wr_id, _LOC_LEN_ERR, _OP_SEND, n, self.qp_num))
             return
@@ -411,16 +451,23 @@ class QP:
         qkey = self.qkey if rqkey & 0x8000_0000 else rqkey
         pkeys = port.pkeys
         pkey = pkeys[self.pkey_index] if self.pkey_index < len(pkeys) else 0
-        dlid = ah.attr.dlid
+        attr = ah.attr
+        dlid = attr.dlid
         mcast = MCAST_BASE <= dlid < PERMISSIVE
         dest_qp = MULTICAST_QPN if mcast else wr.remote_qpn
         if wr.opcode == _SEND_WITH_IMM:
-            pkt = build_ud(vl=0, sl=ah.attr.sl, dlid=dlid,
-                           slid=port.lid | ah.attr.src_path_bits, pkey=pkey, dest_qp=dest_qp,
-                           qkey=qkey, src_qp=self.qp_num, payload=payload, grh=ah._grh(),
-                           imm=wr.imm_data)
+            pkt = build_ud(vl=0, sl=attr.sl, dlid=dlid, slid=port.lid | attr.src_path_bits,
+                           pkey=pkey, dest_qp=dest_qp, qkey=qkey, src_qp=self.qp_num,
+                           payload=head + payload, grh=ah._grh(), imm=wr.imm_data)
         else:
-            pkt = ah.template(self.qp_num, qkey, pkey, dest_qp).packet(payload)
+            key = (self.qp_num << 24 | dest_qp, qkey, pkey, port.lid)
+            last = ah._last
+            if last is not None and last[0] == key:
+                t = last[1]
+            else:
+                t = ah.template(self.qp_num, qkey, pkey, dest_qp)
+                ah._last = (key, t)
+            pkt = t.packet_sg(head, payload)
         fabric = self.ctx.fabric
         if mcast:
             port.xmit_mcast += 1
@@ -431,7 +478,8 @@ class QP:
         else:
             fabric.transmit(port, pkt)
         if self.sq_sig_all or wr.send_flags & _SIGNALED:
-            self.scq.push(WC(wr.wr_id, _SUCCESS, _OP_SEND, n, self.qp_num))
+            self.scq.push((wr.wr_id, _SUCCESS, _OP_SEND, n, self.qp_num, 0, 0, 0, 0, 0, 0, 0,
+                           None, b""))
 
     # multicast
 
@@ -459,32 +507,39 @@ class QP:
     # receive
 
     def deliver(self, port: Port, pkt: bytes, off: int) -> None:
-        """Take a UD packet addressed to this QP (headers checked by :func:`receive`).
+        """Take a UD packet addressed to this QP (headers checked by :func:`receive`; BTH at
+        ``off``): its fields read in place (wire-formats.md §1.3-1.4), then :meth:`accept`."""
+        imm = pkt[off] == OP_UD_SEND_ONLY_IMM
+        s = off + 17
+        self.accept(
+            port, pkt, off + (24 if imm else 20), pkt[1] >> 4, pkt[2] << 8 | pkt[3],
+            pkt[6] << 8 | pkt[7], pkt[off + 2] << 8 | pkt[off + 3],
+            int.from_bytes(pkt[off + 12:off + 16], "big"),
+            pkt[s] << 16 | pkt[s + 1] << 8 | pkt[s + 2], pkt[off + 1] >> 4 & 3,
+            pkt[LRH_SIZE:LRH_SIZE + GRH_SIZE] if pkt[1] & 3 == LNH_GLOBAL else None,
+            int.from_bytes(pkt[off + 20:off + 24], "big") if imm else None)
 
-        The hot path reads BTH.P_Key, DETH.Q_Key and BTH.PadCnt in place (wire-formats.md
-        §1.3-1.4: BTH bytes 1 and 2-3, DETH bytes 0-3) and copies the payload only once a
-        receive buffer is known to be there.
-        """
+    def accept(self, port: Port, pkt: bytes, start: int, sl: int, dlid: int, slid: int,
+               pkey: int, qkey: int, src_qp: int, pad: int, grh: bytes | None,
+               imm: int | None) -> None:
+        """The QP's checks on a packet for it, then the receive completion: P_Key, Q_Key,
+        MTU, a posted receive big enough. The payload (from ``start`` to the pad) is copied
+        only once a receive buffer is known to be there."""
         if not self._rx_ok or self.port_num != port.num:
             port.drops["no_qp"] += 1
             return
-        pkey = pkt[off + 2] << 8 | pkt[off + 3]
         pkeys = port.pkeys
         mine = pkeys[self.pkey_index] if self.pkey_index < len(pkeys) else 0
         if pkey & 0x7FFF != mine & 0x7FFF or not (pkey | mine) & 0x8000 or not pkey & 0x7FFF:
             port.drops["bad_pkey"] += 1
             port.pkey_violations = min(port.pkey_violations + 1, 0xFFFF)
             return
-        q = off + 12
-        if (pkt[q] << 24 | pkt[q + 1] << 16 | pkt[q + 2] << 8 | pkt[q + 3]) != self.qkey:
+        if qkey != self.qkey:
             port.drops["bad_qkey"] += 1
             port.qkey_violations = min(port.qkey_violations + 1, 0xFFFF)
             return
-        imm = pkt[off] == OP_UD_SEND_ONLY_IMM
-        start = off + (24 if imm else 20)
-        end = len(pkt) - (pkt[off + 1] >> 4 & 3)
-        mtu = min(port.neighbor_mtu, port.mtu_cap)
-        if end - start > 128 << mtu:
+        end = len(pkt) - pad
+        if end - start > 128 << min(port.neighbor_mtu, port.mtu_cap):
             port.drops["mtu_exceeded"] += 1
             return
         rq = self.rq
@@ -493,24 +548,23 @@ class QP:
             return
         wr = rq.popleft()
         byte_len = GRH_SIZE + end - start
+        cq = self.rcq
         if byte_len > wr.length:
             port.drops["recv_too_small"] += 1
-            self.rcq.push(WC(wr.wr_id, _LOC_LEN_ERR, _OP_RECV, byte_len, self.qp_num))
+            cq.push(WC(wr.wr_id, _LOC_LEN_ERR, _OP_RECV, byte_len, self.qp_num))
             return
-        global_ = pkt[1] & 3 == LNH_GLOBAL
-        dlid = pkt[2] << 8 | pkt[3]
-        s = off + 17
-        wc = WC(
-            wr.wr_id, _SUCCESS, _OP_RECV, byte_len, self.qp_num,
-            pkt[s] << 16 | pkt[s + 1] << 8 | pkt[s + 2], self.pkey_index,
-            pkt[6] << 8 | pkt[7], pkt[1] >> 4,
-            dlid & ((1 << port.lmc) - 1) if dlid < MCAST_BASE else 0,
-            (_WC_GRH if global_ else 0) | (_WC_WITH_IMM if imm else 0),
-            int.from_bytes(pkt[off + 20:off + 24], "big") if imm else 0,
-            pkt[LRH_SIZE:LRH_SIZE + GRH_SIZE] if global_ else None, pkt[start:end],
-        )
-        if not self.rcq.push(wc):
+        entries = cq._entries
+        if len(entries) >= cq.cqe:
+            cq.overflows += 1
             port.drops["cq_overflow"] += 1
+            return
+        entries.append((
+            wr.wr_id, _SUCCESS, _OP_RECV, byte_len, self.qp_num, src_qp, self.pkey_index, slid,
+            sl, dlid & ((1 << port.lmc) - 1) if dlid < MCAST_BASE else 0,
+            (0 if grh is None else _WC_GRH) | (0 if imm is None else _WC_WITH_IMM),
+            imm or 0, grh, pkt[start:end]))
+        if cq._armed and cq.comp_handler is not None:
+            cq._notify()
 
 
 def _mcast_deliver(node: Ca, port: Port, pkt: bytes, mlid: int, sender: QP | None) -> None:
@@ -534,7 +588,27 @@ def _mcast_deliver(node: Ca, port: Port, pkt: bytes, mlid: int, sender: QP | Non
 
 
 def receive(fabric: Fabric, node: Node, port: Port, pkt: bytes) -> None:
-    """A packet arriving at a CA port: to QP0/QP1 (MAD layer), a data QP, or a group."""
+    """A packet arriving at a CA port: to QP0/QP1 (MAD layer), a data QP, or a group.
+
+    A unicast data packet without GRH (:func:`~ipoib.wire.ib.peek_ud`) goes straight to its
+    QP's :meth:`QP.accept`; everything else takes :func:`_receive`, with the same checks."""
+    f = peek_ud(pkt)
+    if f is None or f[4] <= 1 or f[1] >= MCAST_BASE or not isinstance(node, Ca):
+        _receive(fabric, node, port, pkt)
+        return
+    sl, dlid, slid, pkey, dqp, qkey, src_qp, pad = f
+    base = port.lid
+    if not base or not base <= dlid < base + (1 << port.lmc):
+        port.drops["not_for_us"] += 1
+        return
+    qp = node.qps.get(dqp)
+    if qp is None:
+        port.drops["no_qp"] += 1
+        return
+    qp.accept(port, pkt, UD_HEADER_SIZE, sl, dlid, slid, pkey, qkey, src_qp, pad, None, None)
+
+
+def _receive(fabric: Fabric, node: Node, port: Port, pkt: bytes) -> None:
     try:
         off = check_ud(pkt)
     except DecodeError:

@@ -1,7 +1,8 @@
 """The plain objects and constants of the verbs API (:mod:`.hca`), named after pyverbs.
 
 Enumerations carry the ``ibv_*`` values; attribute and work-request objects are small
-dataclasses the caller fills in; :class:`WC` is what a CQ returns. Nothing here does
+dataclasses the caller fills in; :class:`WC` is what a CQ returns (and :data:`WcTuple` the
+same completion as a tuple, for the fast poll). Nothing here does
 anything: the behaviour lives in :mod:`.hca`.
 """
 
@@ -247,3 +248,14 @@ class WC:
     def buffer(self) -> bytes:
         """The receive buffer as hardware fills it: 40 GRH bytes (zeros without GRH), data."""
         return (self.grh or bytes(GRH_SIZE)) + self.data
+
+
+WcTuple = tuple[int, int, int, int, int, int, int, int, int, int, int, int, "bytes | None", bytes]
+"""A completion as a plain tuple, fields in :class:`WC`'s order (``CQ.poll_tuples``): what a
+CQ holds, so the receive path builds no object per packet."""
+
+
+def wc_tuple(wc: WC) -> WcTuple:
+    """``wc`` as a :data:`WcTuple`."""
+    return (wc.wr_id, wc.status, wc.opcode, wc.byte_len, wc.qp_num, wc.src_qp, wc.pkey_index,
+            wc.slid, wc.sl, wc.dlid_path_bits, wc.wc_flags, wc.imm_data, wc.grh, wc.data)
