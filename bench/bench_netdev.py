@@ -83,8 +83,8 @@ def _receive_alone(env: dict[str, Any]) -> float:
     now, pkt = env["now"], env["pkt"]
     for _ in range(RX_BATCH):
         a.transmit(pkt, now)
-    wcs = b.recv_cq.poll(RX_BATCH)
-    assert len(wcs) == RX_BATCH and all(wc.status == 0 for wc in wcs)
+    wcs = b.recv_cq.poll_tuples(RX_BATCH)
+    assert len(wcs) == RX_BATCH and all(wc[1] == 0 for wc in wcs)
     qp = b.qp
     assert qp is not None
     cq_entries = b.recv_cq._entries  # the bench puts real completions back each round
@@ -115,7 +115,8 @@ def run() -> list[Result]:
 
     a: IpoibDevice = env["a"]
     real_post = a._post
-    a._post = env["q"].append  # no HCA: the work request goes to a deque
+    q = env["q"]
+    a._post = lambda wr, head, payload: q.append(head + payload)  # no HCA: into a deque
     add("transmit, driver alone", ns_per_call("a.transmit(pkt, now)", env),
         "route cache, neighbour hit, prebuilt WR, concat, counters")
     a._post = real_post
@@ -128,12 +129,13 @@ def run() -> list[Result]:
     b: IpoibDevice = env["b"]
     entry = a.neighs.entries[bytes((10, 0, 0, 2))]
     wr = entry.tx[0]
-    wr.payload, wr.send_flags = ENCAP_IPV4 + env["pkt"], 0
+    wr.payload, wr.send_flags = ENCAP_IPV4 + env["pkt"], 0  # post_send: one-piece payload
     assert b.qp is not None
-    verbs = {"post": a._post, "wr": wr, "rcq": b.recv_cq, "post_recv": b.qp.post_recv,
+    assert a.qp is not None
+    verbs = {"post": a.qp.post_send, "wr": wr, "rcq": b.recv_cq, "post_recv": b.qp.post_recv,
              "ring": b._ring, "batch": env["batch"]}
     add("same packets, verbs only", ns_per_call(
-        "for p in batch: post(wr)\nfor wc in rcq.poll(64): post_recv(ring[wc.wr_id])",
+        "for p in batch: post(wr)\nfor wc in rcq.poll_tuples(64): post_recv(ring[wc[0]])",
         verbs) / BATCH,
         "the HCA model and the fabric alone: post_send, 2 hops, receive, poll, repost")
     lost = env["net"].fabric.drops()["no_recv_wr"] + a.stats.tx_dropped

@@ -34,7 +34,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import NamedTuple
 
 from ..fabric import hca
-from ..fabric.agents import MadAgent
+from ..fabric.agents import MadAgent, ReceivedMad
 from ..fabric.hca import QP, AsyncEvent, Context, QPAttr, QPState, SendWR, VerbsError
 from ..wire.enums import PortState
 from ..wire.ib import GRH_SIZE, MULTICAST_QPN
@@ -166,6 +166,13 @@ class DeviceControl:
         self._agent: MadAgent | None = None
         self._carrier = False
         self._events: deque[AsyncEvent] = deque()
+        self._mads: deque[ReceivedMad] = deque()
+        self._woken = True
+        """A MAD or an event came (their handlers run from the fabric's ``process``)."""
+        self._due: float | None = None
+        self._due_stale = True
+        """Whether ``_due``, the tables' earliest deadline, must be asked again: set by every
+        call into the tables (they all funnel through :meth:`run` and :meth:`_run_sa`)."""
         self._to_host: list[bytes] = []
         self._ring = [hca.RecvWR(i, RECV_LEN) for i in range(config.recv_queue_size)]
         self._seq = 0
@@ -197,7 +204,7 @@ class DeviceControl:
         else:
             self.stats.event("pkey_missing")
         self._agent = self.ctx.open_mad_agent(self.port_num, MgmtClass.SUBN_ADM,
-                                              SA_CLASS_VERSION)
+                                              SA_CLASS_VERSION, self._on_mad)
         self.sa = SaClient(self._agent.agent_id, self.stats, self.config.sa)
         self.ctx.set_async_handler(self._on_event)
         self.opened = True
@@ -273,7 +280,7 @@ class DeviceControl:
         qp.to_rts()
         for wr in self._ring:
             qp.post_recv(wr)
-        self._post = qp.post_send
+        self._post = qp.post_send_sg
 
     def _qp_stop(self) -> None:
         """To RESET: nothing posted is in flight any more, so every AH may go."""
@@ -283,7 +290,7 @@ class DeviceControl:
         self.reaper.tx_done = self._seq
 
     @staticmethod
-    def _post_closed(wr: SendWR) -> None:
+    def _post_closed(wr: SendWR, head: bytes, payload: bytes) -> None:
         raise VerbsError("the QP is not ready")
 
     def _up(self, now: float) -> None:
@@ -326,10 +333,9 @@ class DeviceControl:
         seq = self._seq
         self._seq = seq + 1
         wr.wr_id = ah.last_send = seq
-        wr.payload = hdr + payload
         wr.send_flags = 0 if seq & self._sig_mask else SIGNALED
         try:
-            self._post(wr)
+            self._post(wr, hdr, payload)
         except VerbsError:
             self.stats.drop("tx_post_failed")
             return
@@ -340,6 +346,7 @@ class DeviceControl:
 
     def run(self, actions: list[act.Action], now: float) -> None:
         """Carry out what the neighbour, path and multicast tables returned, in order."""
+        self._due_stale = True
         for a in actions:
             match a:
                 case act.NeighSend(neigh=e, frames=frames):
@@ -432,6 +439,7 @@ class DeviceControl:
     # --- SA answers ----------------------------------------------------------------------------
 
     def _run_sa(self, results: list[act.SaAction], now: float) -> None:
+        self._due_stale = True
         for r in results:
             match r:
                 case act.SendMad(mad=mad):
@@ -473,6 +481,11 @@ class DeviceControl:
     def _on_event(self, ev: AsyncEvent) -> None:
         if ev.port_num == self.port_num:
             self._events.append(ev)
+            self._woken = True
+
+    def _on_mad(self, rx: ReceivedMad) -> None:
+        self._mads.append(rx)
+        self._woken = True
 
     def _handle_events(self, now: float) -> None:
         levels = set()
@@ -487,6 +500,7 @@ class DeviceControl:
 
     def flush(self, level: int, now: float, *, also: set[int] | None = None) -> None:
         """A LIGHT (1), NORMAL (2) or HEAVY (3) flush, as Linux ``__ipoib_ib_dev_flush``."""
+        self._due_stale = True
         self.stats.event(f"flush_{('light', 'normal', 'heavy')[level - 1]}")
         self._query_port()
         if level == HEAVY:

@@ -11,8 +11,8 @@ set-up, the SA and the events are in :mod:`.control`.
 **Transmit** (law 6, the 2004 mail's design): the destination is peeked from the IP header,
 the route cache gives the next hop, ``NeighTable.lookup`` the neighbour, and a ready
 neighbour's ``tx`` — a reused work request already addressed (AH, remote QPN, Q_Key), the
-path's MTU limit and the shared :class:`~ipoib.netdev.actions.Ah` — is posted after one
-concatenation of the 4-byte IPoIB header. No lookup by 20-byte address, no SA traffic, no
+path's MTU limit and the shared :class:`~ipoib.netdev.actions.Ah` — is posted with the 4-byte
+IPoIB header and the packet as a two-entry gather list (one copy, made by the HCA). No lookup by 20-byte address, no SA traffic, no
 object made but the payload. Everything else — multicast, unresolved neighbours, the host's
 ND, IGMP and MLD — takes the slow path through the sans-I/O tables.
 
@@ -41,6 +41,7 @@ from .resolve import Resolver, RouteView
 __all__ = ["DeviceConfig", "IpoibDevice"]
 
 _GRH_FLAG = int(hca.WCFlags.GRH)
+_FLUSH_ERR = int(hca.WCStatus.WR_FLUSH_ERR)
 _ICMPV6 = int(IpProto.ICMPV6)
 _IPV4, _IPV6, _ARP = int(EtherType.IPV4), int(EtherType.IPV6), int(EtherType.ARP)
 
@@ -87,13 +88,12 @@ class IpoibDevice(DeviceControl):
         seq = self._seq
         self._seq = seq + 1
         wr.wr_id = ah.last_send = seq
-        wr.payload = hdr + packet
         if seq & self._sig_mask:
             wr.send_flags = 0
         else:
             wr.send_flags = SIGNALED
         try:
-            self._post(wr)
+            self._post(wr, hdr, packet)
         except VerbsError:
             self.stats.drop("tx_post_failed")
             return
@@ -165,38 +165,49 @@ class IpoibDevice(DeviceControl):
     # --- the pump ------------------------------------------------------------------------------
 
     def process(self, now: float) -> None:
-        """Everything due at ``now``: events, completions, SA answers, timers."""
+        """Everything due at ``now``: events, completions, SA answers, timers.
+
+        The SA agent's and the async events' handlers (run from the fabric's ``process``)
+        set ``_woken``; completions are seen in the CQs; the tables' earliest deadline is kept
+        until a call into them may have moved it. An idle device costs a few reads."""
         self._now = now
-        if self._events:
-            self._handle_events(now)
+        if self._woken:
+            self._woken = False
+            if self._events:
+                self._handle_events(now)
+            mads = self._mads
+            while mads:
+                self._run_sa(self.sa.receive(mads.popleft().mad, now), now)
         if len(self.recv_cq):
             self._poll_rx(now)
         if len(self.send_cq):
             self._poll_tx()
-        agent = self._agent
-        if agent is not None:
-            while (rx := agent.recv()) is not None:
-                self._run_sa(self.sa.receive(rx.mad, now), now)
-        t = self.sa.get_timer()
-        if t is not None and t <= now:
-            self._run_sa(self.sa.handle_timer(now), now)
-        for machine in (self.neighs, self.mcast, self.reaper):
-            t = machine.get_timer()
+        due = self._timer_due()
+        if due is not None and due <= now:
+            t = self.sa.get_timer()
             if t is not None and t <= now:
-                self.run(machine.handle_timer(now), now)
+                self._run_sa(self.sa.handle_timer(now), now)
+            for machine in (self.neighs, self.mcast, self.reaper):
+                t = machine.get_timer()
+                if t is not None and t <= now:
+                    self.run(machine.handle_timer(now), now)
         self._sig_mask = 0 if self.reaper.dead else self._every_mask
 
     def get_timer(self) -> float | None:
         """``now`` while completions, MADs or events wait; else the earliest deadline."""
-        agent = self._agent
-        if (self._events or len(self.recv_cq) or len(self.send_cq)
-                or (agent is not None and agent.queue)):
+        if self._woken or len(self.recv_cq) or len(self.send_cq):
             return self._now
+        return self._timer_due()
+
+    def _timer_due(self) -> float | None:
+        if not self._due_stale:
+            return self._due
         best: float | None = None
         for t in (self.sa.get_timer(), self.neighs.get_timer(), self.mcast.get_timer(),
                   self.reaper.get_timer()):
             if t is not None and (best is None or t < best):
                 best = t
+        self._due, self._due_stale = best, False
         return best
 
     def drain_to_host(self) -> list[bytes]:
@@ -207,27 +218,32 @@ class IpoibDevice(DeviceControl):
     def _poll_rx(self, now: float) -> None:
         """Receive completions: strip the GRH area and IPoIB header, dispatch, repost."""
         qp = self.qp
-        wcs = self.recv_cq.poll(len(self.recv_cq))
+        wcs = self.recv_cq.poll_tuples(len(self.recv_cq))
         if qp is None:
             return
         post_recv, ring, to_host, c = qp.post_recv, self._ring, self._to_host, self.stats
         lid, qpn, up = self.lid, self.qpn, self.opened
-        for wc in wcs:
-            if wc.status:
-                if wc.status == hca.WCStatus.WR_FLUSH_ERR:
+        for wr_id, status, _, _, _, src_qp, _, slid, _, _, flags, _, grh, data in wcs:
+            if status:
+                if status == _FLUSH_ERR:
                     continue
                 c.drop("rx_malformed")
             elif not up:
                 c.drop("rx_no_carrier")
-            elif not (wc.wc_flags & _GRH_FLAG and wc.grh is not None and wc.grh[24] == 0xFF):
-                self._rx(wc.data, now, to_host, c)
-            elif wc.slid == lid and wc.src_qp == qpn:
+            elif not (flags & _GRH_FLAG and grh is not None and grh[24] == 0xFF):
+                if len(data) >= 4 and data[0] == 8 and data[1] == 0:  # IPv4, as _rx does it
+                    to_host.append(data[4:])
+                    c.rx_packets += 1
+                    c.rx_bytes += len(data)
+                else:
+                    self._rx(data, now, to_host, c)
+            elif slid == lid and src_qp == qpn:
                 c.drop("rx_own_mcast_echo")  # the HCA's copy of our own multicast
             else:
                 c.multicast += 1
-                self._rx(wc.data, now, to_host, c)
+                self._rx(data, now, to_host, c)
             try:
-                post_recv(ring[wc.wr_id])
+                post_recv(ring[wr_id])
             except VerbsError:
                 c.event("rx_repost_failed")
 
