@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ipoib.fabric import netfile
 from ipoib.fabric.agents import MadAgent
@@ -532,3 +534,41 @@ def test_lid_routed_smps_need_active_ports_and_answer_from_port_0() -> None:
     server.handle_data(me, request(3, bytes(get)))
     (out,) = server.drain()
     assert SimRequestHeader.decode(out[1]).status == STATUS_TIMEOUT
+
+
+# --- nothing a client sends makes the server raise --------------------------------------------
+
+@pytest.fixture(scope="module")
+def fuzzed() -> tuple[Fabric, IbsimServer, int]:
+    """One server for all the random input (building one per example would dominate)."""
+    fabric, _, server = up()
+    return fabric, server, slot_of(connect(server, "Hca3"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(head=st.binary(min_size=32, max_size=32), mad=st.binary(min_size=256, max_size=256),
+       cls=st.sampled_from([0x01, 0x81, 0x03, 0x04, 0x0A, 0x21]), method=st.integers(0, 255),
+       attr=st.sampled_from([0x10, 0x11, 0x12, 0x15, 0x16, 0x19, 0x1B, 0x20, 0x38, 0x35]))
+def test_random_data_messages_never_raise(fuzzed: tuple[Fabric, IbsimServer, int], head: bytes,
+                                          mad: bytes, cls: int, method: int, attr: int) -> None:
+    fabric, server, slot = fuzzed
+    m = bytearray(mad)
+    m[0], m[1], m[2], m[3] = 1, cls, m[2] % 3, method
+    m[16:18] = attr.to_bytes(2, "big")
+    if cls == 0x81 and m[6] % 2:
+        m[6], m[32:36] = 0, b"\xff" * 4  # often a valid DR request, sometimes not
+    server.handle_data(slot, head + bytes(m))
+    settle(fabric, server)
+    assert set(server.drops) <= DROP_REASONS
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=80, max_size=80), st.integers(0, 12), st.integers(0, 3))
+def test_random_control_messages_never_raise(fuzzed: tuple[Fabric, IbsimServer, int],
+                                             buf: bytes, kind: int, clientid: int) -> None:
+    _, server, _ = fuzzed
+    msg = SimCtl.decode(buf).replace(magic=0xDEADBEEF, type=kind, clientid=clientid)
+    if kind in (CtlType.CONNECT, CtlType.DISCONNECT):
+        return  # covered above; random ones would only fill or empty the slots
+    server.handle_ctl(msg.encode())
+    server.handle_ctl(buf)
