@@ -572,3 +572,12 @@ def test_random_control_messages_never_raise(fuzzed: tuple[Fabric, IbsimServer, 
         return  # covered above; random ones would only fill or empty the slots
     server.handle_ctl(msg.encode())
     server.handle_ctl(buf)
+
+
+def test_short_lengths_are_not_mads(fuzzed: tuple[Fabric, IbsimServer, int]) -> None:
+    fabric, server, slot = fuzzed
+    before = server.drops["bad_mad"]
+    query = build_sa_mad(Method.GET, SaAttr.CLASS_PORT_INFO, tid=1)
+    for length in (0, 23):
+        server.handle_data(slot, pack_request(1, 0, 1, 1, 0, length, query))
+    assert server.drops["bad_mad"] == before + 2 and not settle(fabric, server)

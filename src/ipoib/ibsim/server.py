@@ -57,6 +57,7 @@ from ..wire.ibsim import (
     unpack_request,
 )
 from ..wire.mad import (
+    MAD_HEADER_SIZE,
     RMPP_FLAG_ACTIVE,
     RMPP_FLAG_FIRST,
     RMPP_FLAG_LAST,
@@ -89,7 +90,7 @@ DROP_REASONS = frozenset({
     "bad_ctl",             # a control message that is not 80 bytes or has a bad magic
     "bad_size",            # a data message that is not 288 bytes (ibsim: dropped, no reply)
     "no_client",           # a data message on a slot nobody holds
-    "bad_mad",             # BaseVersion other than 1 or ClassVersion above 2
+    "bad_mad",             # BaseVersion not 1, ClassVersion above 2, shorter than a MAD header
     "bad_dr",              # DR SMP: HopPointer not 0, D bit not the response bit, DrLIDs used
     "trap_repress",        # a TrapRepress for no trap we forwarded (ibsim drops them all)
     "unmatched_response",  # a response that answers no request pending here
@@ -358,7 +359,14 @@ class IbsimServer:
         return out
 
     def handle_data(self, slot: int, buf: bytes) -> None:
-        """One ``struct sim_request`` from the client in ``slot``."""
+        """One ``struct sim_request`` from the client in ``slot`` (never raises: whatever
+        cannot be handled is counted in :attr:`drops`)."""
+        try:
+            self._handle_data(slot, buf)
+        except WireError:
+            self.drops["bad_mad"] += 1
+
+    def _handle_data(self, slot: int, buf: bytes) -> None:
         if len(buf) != SIM_REQUEST_SIZE:
             self.drops["bad_size"] += 1
             return
@@ -368,7 +376,7 @@ class IbsimServer:
             return
         dlid, slid, dqp, sqp, _, pad, length = unpack_request(buf)
         mad = bytes(buf[32:])
-        if mad[0] != 1 or mad[2] > 2:
+        if mad[0] != 1 or mad[2] > 2 or length < MAD_HEADER_SIZE:
             self.drops["bad_mad"] += 1
             return
         cls, method = mad[1], mad[3]
@@ -410,6 +418,7 @@ class IbsimServer:
 
     def _answer_here(self, cl: Client, target: Port, path: bytearray | None, hops: int,
                      mad: bytes, head: tuple[int, int, int, int, bytes, int]) -> None:
+        """ibsim's local answer: the target's SMA or PMA, the ReturnPath, the way back."""
         dlid, slid, dqp, sqp, pad, length = head
         node = target.node
         if mad[1] == PERF:
