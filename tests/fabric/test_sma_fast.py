@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from ipoib.fabric import Fabric, sma
 from ipoib.fabric.topogen import line
 from ipoib.wire.errors import EncodeError
-from ipoib.wire.smp import PortInfo
+from ipoib.wire.smp import NodeInfo, PortInfo
 
 ATTRS = {
     "mkey": 64, "gid_prefix": 64, "lid": 16, "master_sm_lid": 16, "cap_mask": 32,
@@ -63,3 +63,18 @@ def test_a_port_info_get_answers_the_live_port() -> None:
     got = PortInfo.decode(sma.port_info_bytes(port, 1))
     assert (got.lid, got.master_sm_lid, got.vl_high_limit, got.local_port_num) == (7, 1, 3, 1)
     assert got == sma.port_info(port, 1)
+
+
+def test_node_info_answers_name_the_node_and_the_ingress_port() -> None:
+    fabric = Fabric(line(1, 1))
+    for name, port in (("sw-1", 2), ("hca-1", 1)):
+        node = fabric.node(name)
+        inp = node.ports[port]
+        status, data = sma._node_info(node, inp, 1, 0, bytes(64))
+        want = NodeInfo(node_type=int(node.kind), num_ports=node.nports,
+                        system_image_guid=node.sys_guid, node_guid=node.guid,
+                        port_guid=node.guid if node.is_switch else inp.guid,
+                        partition_cap=node.partition_cap, device_id=node.device_id,
+                        revision=node.revision, local_port_num=port,
+                        vendor_id=node.vendor_id)
+        assert status == 0 and data == want.encode()

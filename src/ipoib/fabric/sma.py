@@ -27,6 +27,9 @@ from ..wire.mad import (
     DR_RETURN_PATH_OFFSET,
     MAD_SIZE,
     MAX_HOP_COUNT,
+    SMP_DATA_OFFSET,
+    SMP_DATA_SIZE,
+    MadHeader,
     MadStatus,
     Method,
     MgmtClass,
@@ -36,10 +39,6 @@ from ..wire.mad import (
     dr_hop_pointer,
     dr_slid,
     dr_step,
-    mad_attr_id,
-    mad_attr_mod,
-    mad_class,
-    mad_method,
     make_response,
     smp_data,
     smp_mkey,
@@ -202,14 +201,16 @@ def _node_description(node: Node, inp: Port, method: int, am: int,
     return (OK if method == GET else METHOD_UNSUPPORTED), out.encode()
 
 
+_NI_PACK = packer(NodeInfo, "node_type", "num_ports", "system_image_guid", "node_guid",
+                  "port_guid", "partition_cap", "device_id", "revision", "local_port_num",
+                  "vendor_id")
+
+
 def _node_info(node: Node, inp: Port, method: int, am: int, data: bytes) -> tuple[int, bytes]:
-    ni = NodeInfo(
-        node_type=int(node.kind), num_ports=node.nports, system_image_guid=node.sys_guid,
-        node_guid=node.guid, port_guid=node.guid if node.is_switch else inp.guid,
-        partition_cap=node.partition_cap, device_id=node.device_id, revision=node.revision,
-        local_port_num=inp.num, vendor_id=node.vendor_id,
-    )
-    return (OK if method == GET else METHOD_UNSUPPORTED), ni.encode()
+    out = _NI_PACK(int(node.kind), node.nports, node.sys_guid, node.guid,
+                   node.guid if node.is_switch else inp.guid, node.partition_cap,
+                   node.device_id, node.revision, inp.num, node.vendor_id)
+    return (OK if method == GET else METHOD_UNSUPPORTED), out
 
 
 def _switch_info(node: Node, inp: Port, method: int, am: int,
@@ -476,6 +477,11 @@ KNOWN_ATTRS = frozenset(a for a, _ in HANDLERS)
 DISCARD = b""
 """:func:`process_smp` result: the SMP was discarded (counted), no response."""
 
+_CLASS, _METHOD, _ATTR, _AM = (MadHeader.BY_NAME[f].byte
+                               for f in ("mgmt_class", "method", "attr_id", "attr_mod"))
+_SMP_CLASSES = (MgmtClass.SUBN_LID_ROUTED, MgmtClass.SUBN_DIRECTED_ROUTE)
+_SMP_END = SMP_DATA_OFFSET + SMP_DATA_SIZE
+
 
 def _mkey_ok(node: Node, p: Port, mad: bytes, method: int) -> bool:
     if p.mkey == 0:
@@ -497,11 +503,10 @@ def process_smp(node: Node, in_port: int, mad: bytes) -> bytes | None:
     not a Get/Set request, or an attribute it does not know (SMInfo, traps): the caller
     then offers it to an SM agent, or answers "unsupported" as the Linux MAD layer does.
     """
-    if len(mad) < 128 or mad_class(mad) not in (MgmtClass.SUBN_LID_ROUTED,
-                                                MgmtClass.SUBN_DIRECTED_ROUTE):
+    if len(mad) < _SMP_END or mad[_CLASS] not in _SMP_CLASSES:
         return None
-    method = mad_method(mad)
-    attr = mad_attr_id(mad)
+    method = mad[_METHOD]
+    attr = mad[_ATTR] << 8 | mad[_ATTR + 1]
     handler = HANDLERS.get((attr, method))
     if handler is None:
         if attr in KNOWN_ATTRS and method in (GET, SET):
@@ -513,6 +518,6 @@ def process_smp(node: Node, in_port: int, mad: bytes) -> bytes | None:
     guard = node.ports[0] if node.is_switch else ingress
     if not _mkey_ok(node, guard, mad, method):
         return DISCARD
-    am = mad_attr_mod(mad)
-    status, data = handler(node, ingress, method, am, smp_data(mad))
+    am = int.from_bytes(mad[_AM:_AM + 4], "big")
+    status, data = handler(node, ingress, method, am, bytes(mad[SMP_DATA_OFFSET:_SMP_END]))
     return make_response(mad, data, status=status)
