@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import ipoib.wire
 from ipoib.wire.errors import DecodeError, EncodeError
-from ipoib.wire.layout import INT, RAW, Record, layout, packer, raw, text, u
+from ipoib.wire.layout import INT, RAW, Record, layout, packer, patcher, raw, reader, text, u
 from ipoib.wire.smp import NodeDescription, PortInfo
 
 
@@ -190,3 +190,40 @@ def test_packer_refuses_what_it_cannot_pack() -> None:
         packer(Sample, "nope")
     assert packer(Sample)() == Sample().encode()
     assert packer(Sample, "d", "a")(1, 7) == Sample(a=7, d=1).encode()
+
+
+INT_RECORDS = [c for c in RECORDS if any(s.kind == INT for s in c.SLOTS)]
+
+
+@pytest.mark.parametrize("cls", INT_RECORDS[::3], ids=lambda c: f"{c.__module__}.{c.__qualname__}")
+@settings(max_examples=30)
+@given(data=st.data())
+def test_reader_and_patcher_touch_only_the_named_fields(cls: type[Record],
+                                                        data: st.DataObject) -> None:
+    ints = [s for s in cls.SLOTS if s.kind == INT]
+    chosen = data.draw(st.lists(st.sampled_from(ints), unique=True, min_size=1))
+    offset = data.draw(st.integers(0, 3))
+    buf = bytearray(data.draw(st.binary(min_size=offset + cls.SIZE,
+                                        max_size=offset + cls.SIZE + 3)))
+    names = [s.name for s in chosen]
+    rec = cls._decode_slow(bytes(buf), offset)
+    assert reader(cls, *names)(buf, offset) == tuple(getattr(rec, n) for n in names)
+    values = [data.draw(st.integers(0, 1 << (s.width + 2))) for s in chosen]
+    want = int.from_bytes(buf[offset:offset + cls.SIZE], "big")
+    for s, v in zip(chosen, values, strict=True):
+        want = want & ~(s.mask << s.shift) | (v & s.mask) << s.shift  # masked, bits kept
+    before = bytes(buf)
+    patcher(cls, *names)(buf, offset, *values)
+    assert buf[offset:offset + cls.SIZE] == want.to_bytes(cls.SIZE, "big")
+    assert buf[:offset] == before[:offset] and buf[offset + cls.SIZE:] == before[
+        offset + cls.SIZE:]
+
+
+def test_reader_and_patcher_take_integer_fields_only() -> None:
+    with pytest.raises(TypeError):
+        reader(Sample, "c")
+    with pytest.raises(TypeError):
+        patcher(Sample, "a", "c")
+    buf = bytearray(Sample(a=1, b=2, c=b"abc", d=1).encode())
+    patcher(Sample, "b")(buf, 0, 0x1FFF)
+    assert reader(Sample, "a", "b", "d")(buf, 0) == (1, 0x1FFF, 1)

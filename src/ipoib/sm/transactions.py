@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..wire.layout import INT, Buffer, Record
+from ..wire.layout import Buffer, Record, patcher, reader
 from ..wire.mad import (
     DR_INITIAL_PATH_OFFSET,
     MAX_HOP_COUNT,
@@ -89,41 +89,27 @@ class Fields:
 
     ``Fields(PortInfo, "lid", "port_state")`` reads ``(lid, port_state)`` out of 64 raw
     bytes with :meth:`read`, and :meth:`patch` writes new values into a ``bytearray`` at
-    ``offset``. Only integer fields are supported.
+    ``offset``. Only integer fields are supported. Both are compiled once from the record's
+    slots (:func:`ipoib.wire.layout.reader`, :func:`~ipoib.wire.layout.patcher`): the sweep
+    reads and writes PortInfo fields for every port.
     """
 
-    __slots__ = ("_spec", "names")
+    __slots__ = ("_patch", "_read", "names")
 
     def __init__(self, record: type[Record], *names: str) -> None:
         self.names = names
-        spec: list[tuple[int, int, int, int]] = []
-        for name in names:
-            s = record.BY_NAME[name]
-            if s.kind != INT:
-                raise TypeError(f"{record.NAME}.{name} is not an integer field")
-            nbytes = (s.bit + s.width + 7) // 8
-            spec.append((s.byte, nbytes, nbytes * 8 - s.bit - s.width, s.mask))
-        self._spec = tuple(spec)
+        self._read = reader(record, *names)
+        self._patch = patcher(record, *names)
 
     def read(self, buf: Buffer, offset: int = 0) -> tuple[int, ...]:
         """The fields' values, in the order they were named."""
-        out = []
-        for byte, n, shift, mask in self._spec:
-            at = offset + byte
-            v = buf[at] if n == 1 else int.from_bytes(buf[at:at + n], "big")
-            out.append(v >> shift & mask)
-        return tuple(out)
+        return self._read(buf, offset)
 
     def patch(self, buf: bytearray, offset: int, *values: int) -> None:
         """Write ``values`` (in the order the fields were named) into ``buf``."""
-        for (byte, n, shift, mask), v in zip(self._spec, values, strict=True):
-            at = offset + byte
-            old = buf[at] if n == 1 else int.from_bytes(buf[at:at + n], "big")
-            new = old & ~(mask << shift) | (v & mask) << shift
-            if n == 1:
-                buf[at] = new
-            else:
-                buf[at:at + n] = new.to_bytes(n, "big")
+        if len(values) != len(self.names):
+            raise ValueError(f"{len(self.names)} values needed, {len(values)} given")
+        self._patch(buf, offset, *values)
 
 
 @dataclass(slots=True)

@@ -287,6 +287,55 @@ def packer(cls: type[Record], *names: str) -> Callable[..., bytes]:
     return fn
 
 
+def _spans(cls: type[Record], names: tuple[str, ...]) -> list[tuple[int, int, int, int]]:
+    """(first byte, byte count, shift within those bytes, mask) of each named integer field."""
+    out = []
+    for name in names:
+        s = cls.BY_NAME[name]
+        if s.kind != INT:
+            raise TypeError(f"{cls.NAME}.{name} is not an integer field")
+        n = (s.bit + s.width + 7) // 8
+        out.append((s.byte, n, n * 8 - s.bit - s.width, s.mask))
+    return out
+
+
+def reader(cls: type[Record], *names: str) -> Callable[[Buffer, int], tuple[int, ...]]:
+    """A compiled ``read(buf, offset)``: the named integer fields of the ``cls`` record at
+    ``offset`` in ``buf``, as a tuple, without decoding the rest."""
+    terms = []
+    for byte, n, shift, mask in _spans(cls, names):
+        v = f"buf[offset + {byte}]" if n == 1 else \
+            f"_fb(buf[offset + {byte}:offset + {byte + n}], 'big')"
+        terms.append(f"{v} >> {shift} & {mask}")
+    src = f"def read(buf, offset=0):\n    return ({', '.join(terms)}{',' if terms else ''})\n"
+    ns: dict[str, Any] = {"_fb": int.from_bytes}
+    exec(src, ns)  # noqa: S102 - generated from the class's own slots
+    fn: Callable[[Buffer, int], tuple[int, ...]] = ns["read"]
+    return fn
+
+
+def patcher(cls: type[Record], *names: str) -> Callable[..., None]:
+    """A compiled ``patch(buf, offset, *values)``: write the named integer fields of the
+    ``cls`` record at ``offset`` in the ``bytearray`` ``buf``, each value masked to its
+    width, leaving every other bit alone."""
+    lines = ["def patch(buf, offset, " + "".join(f"v{i}, " for i in range(len(names)))
+             + "):"]
+    for i, (byte, n, shift, mask) in enumerate(_spans(cls, names)):
+        keep = ~(mask << shift) & ((1 << 8 * n) - 1)
+        if n == 1:
+            lines.append(f"    at = offset + {byte}")
+            lines.append(f"    buf[at] = buf[at] & {keep} | (v{i} & {mask}) << {shift}")
+        else:
+            lines.append(f"    at = offset + {byte}")
+            lines.append(f"    buf[at:at + {n}] = (_fb(buf[at:at + {n}], 'big') & {keep} "
+                         f"| (v{i} & {mask}) << {shift}).to_bytes({n}, 'big')")
+    lines.append("    return None")
+    ns: dict[str, Any] = {"_fb": int.from_bytes}
+    exec("\n".join(lines) + "\n", ns)  # noqa: S102 - generated from the class's own slots
+    fn: Callable[..., None] = ns["patch"]
+    return fn
+
+
 def match(record: Record, template: Record, mask: int) -> bool:
     """True when ``record`` equals ``template`` on every field selected by ``mask``.
 
