@@ -128,3 +128,24 @@ def test_a_tap_started_later_sees_every_hop_of_cached_traffic() -> None:
     records = list(PcapReader(io.BytesIO(buf.getvalue())))
     assert len(records) == 4  # hca-1 -> sw-1 -> sw-2 -> sw-3 -> hca-3
     assert len(b.cq.poll(8)) == 3
+
+
+def test_counters_read_between_packets_see_every_packet() -> None:
+    fabric, _ = line3()
+    a, b = _pair(fabric)
+    words = (len(b"x" * 100) + 28 + 4) // 4  # LRH+BTH+DETH, payload, ICRC
+    sw2_out, into_b = fabric.port("sw-2", 3), fabric.port("hca-3", 1)
+    before = (sw2_out.xmit_pkts, sw2_out.xmit_words)
+    received = into_b.rcv_pkts
+    for i in range(1, 4):
+        a.send(b, b"x" * 100)
+        assert (sw2_out.xmit_pkts, sw2_out.xmit_words) == (before[0] + i, before[1] + i * words)
+    a.send(b, b"x" * 100)
+    sw2_out.xmit_pkts = 0  # a write lands after what was already counted
+    a.send(b, b"x" * 100)
+    assert sw2_out.xmit_pkts == 1
+    a.send(b, b"x" * 100)
+    fabric.forwarding_changed()  # the route goes stale with a packet not settled yet
+    a.send(b, b"x" * 100)
+    assert sw2_out.xmit_pkts == 3
+    assert into_b.rcv_pkts == received + 7

@@ -8,12 +8,15 @@ fans out through a work queue, never by recursion.
 
 The hot path is a route cache in front of that loop: a data packet (not VL15) leaving a port
 toward a unicast DLID takes the route traced by the same rules the first time (``Port.fwd``,
-keyed by DLID). The cached route lists the ports of every link crossed, so each packet still
-bumps every port's PortXmit/PortRcv counters on the way; it holds only while nothing that
-decides forwarding has changed (a port's state or link, an LFT entry, LinearFDBTop, a switch's
-LID, a drop-rate fault: they bump :attr:`Fabric.fwd_gen`, node.py), and it is bypassed while a
-tap records, so a capture still sees every hop. A route that would drop the packet, or end at
-a switch's management port, is not taken from the cache: those packets take the loop.
+keyed by DLID). The cached route lists the ports of every link crossed and counts what
+crosses it; every read of a port's PortXmit/PortRcv counters first adds those counts to the
+ports of each route (:meth:`Fabric.settle_counters`), so a reader (the PMA, a test) always
+sees each packet on each port it crossed, as if counted hop by hop. A route holds only while
+nothing that decides forwarding has changed (a port's state or link, an LFT entry,
+LinearFDBTop, a switch's LID, a drop-rate fault: they bump :attr:`Fabric.fwd_gen`, node.py),
+and it is bypassed while a tap records, so a capture still sees every hop. A route that would
+drop the packet, or end at a switch's management port, is not taken from the cache: those
+packets take the loop.
 
 Delivery into a receive queue is synchronous; anything that calls user code (completion
 callbacks, MAD agent handlers, async events) is deferred to :meth:`Fabric.process`, and
@@ -48,7 +51,6 @@ MAX_HOPS = 64
 
 MCAST_BASE = 0xC000
 PERMISSIVE = 0xFFFF
-_NO_PORTS: tuple[Port, ...] = ()
 
 
 class Timer:
@@ -79,6 +81,8 @@ class Fabric:
         self.fwd_gen = 0
         """Bumped by every change that can move a packet elsewhere; cached routes of an
         older generation are traced again."""
+        self._unsettled: list[Route] = []
+        """Routes whose packets are not in their ports' counters yet (settle_counters)."""
         self.rng = random.Random(seed)
         self.nodes: dict[str, Node] = {}
         self.by_guid: dict[int, Node] = {}
@@ -215,23 +219,21 @@ class Fabric:
             return
         self._pumping = True
         try:
-            if hops or pkt[0] >= 0xF0 or self._tap is not None:  # VL15, or a tap records
-                self._hop(port, pkt, hops)
+            if hops or pkt[0] >= 0xF0 or self._tap is not None or pkt[2] >= 0xC0:
+                self._hop(port, pkt, hops)  # VL15, a tap records, or multicast (DLID 0xC000+)
             else:
-                route = port.fwd.get(pkt[2] << 8 | pkt[3])
-                if route is None or route[0] != self.fwd_gen:
-                    route = self._trace(port, pkt[2] << 8 | pkt[3])
-                _, out, into, node, end = route
+                dlid = pkt[2] << 8 | pkt[3]
+                route = port.fwd.get(dlid)
+                if route is None or route.gen != self.fwd_gen:
+                    route = self._trace(port, dlid)
+                node, end = route.node, route.end
                 if node is None or end is None:
                     self._hop(port, pkt, 0)
                 else:
-                    words = (len(pkt) >> 2) + 1
-                    for p in out:
-                        p.xmit_pkts += 1
-                        p.xmit_words += words
-                    for p in into:
-                        p.rcv_pkts += 1
-                        p.rcv_words += words
+                    if not route.pkts:
+                        self._unsettled.append(route)
+                    route.pkts += 1
+                    route.words += (len(pkt) >> 2) + 1
                     hca.receive(self, node, end, pkt)
             work = self._work
             while work:
@@ -243,24 +245,33 @@ class Fabric:
         """Something that decides forwarding changed: every cached route is stale."""
         self.fwd_gen += 1
 
+    def settle_counters(self) -> None:
+        """Add the packets that crossed cached routes to their ports' counters (every read
+        of a port's traffic counter does this first)."""
+        unsettled = self._unsettled
+        if unsettled:
+            for route in unsettled:
+                route.settle()
+            unsettled.clear()
+
     def _trace(self, port: Port, dlid: int) -> Route:
         """The route a data packet to ``dlid`` leaving ``port`` takes now, by the rules of
         :meth:`_hop` (cached in ``port.fwd``). It has no end when the packet would not
         simply cross ACTIVE, fault-free links through LFT hits to an end node."""
         out: list[Port] = []
         into: list[Port] = []
-        route: Route = (self.fwd_gen, _NO_PORTS, _NO_PORTS, None, None)
+        route = Route(self.fwd_gen)
         egress = port
         for _ in range(MAX_HOPS + 1):
             peer = egress.peer
-            if peer is None or not egress.up or egress.loss or egress.state != ACTIVE \
-                    or peer.state != ACTIVE:
+            if peer is None or not egress.up or egress.loss or egress._state != ACTIVE \
+                    or peer._state != ACTIVE:
                 break
             out.append(egress)
             into.append(peer)
             node = peer.node
             if not isinstance(node, Switch):
-                route = (self.fwd_gen, tuple(out), tuple(into), node, peer)
+                route = Route(self.fwd_gen, tuple(out), tuple(into), node, peer)
                 break
             if dlid > node.top or node.lid_lo <= dlid <= node.lid_hi:
                 break
@@ -300,8 +311,8 @@ class Fabric:
         """Hand raw bytes to a port as if they had arrived from its cable (tests, fuzzing).
         Bad bytes are counted, never raised."""
         port = self.nodes[name].ports[port_num]
-        port.rcv_pkts += 1
-        port.rcv_words += (len(pkt) >> 2) + 1
+        port._rcv_pkts += 1
+        port._rcv_words += (len(pkt) >> 2) + 1
         self._work.append((port, bytes(pkt), -1))
         self._pump()
 
@@ -316,19 +327,20 @@ class Fabric:
             if peer is None or not port.up:
                 port.drops["link_down"] += 1
                 return
-            if pkt[0] < 0xF0 and (port.state != ACTIVE or peer.state != ACTIVE):
+            # the state slots read directly: the property is for writers (node.py)
+            if pkt[0] < 0xF0 and (port._state != ACTIVE or peer._state != ACTIVE):
                 port.drops["port_not_active"] += 1
                 return
             words = (len(pkt) >> 2) + 1
-            port.xmit_pkts += 1
-            port.xmit_words += words
+            port._xmit_pkts += 1
+            port._xmit_words += words
             if self._tap is not None and (self._tap_ports is None or port in self._tap_ports):
                 self._tap.write_ib(self.now, append_crcs(pkt))
             if port.loss and self.rng.random() < port.loss:
                 peer.drops["fault_drop"] += 1
                 return
-            peer.rcv_pkts += 1
-            peer.rcv_words += words
+            peer._rcv_pkts += 1
+            peer._rcv_words += words
             node = peer.node
             if not isinstance(node, Switch):
                 hca.receive(self, node, peer, pkt)

@@ -106,28 +106,56 @@ class FabricHooks(Protocol):
     def defer(self, fn: Callable[[], None]) -> None: ...
     def trap_port_state_change(self, sw: Switch) -> None: ...
     def forwarding_changed(self) -> None: ...
+    def settle_counters(self) -> None: ...
 
 
-Route = tuple[int, tuple["Port", ...], tuple["Port", ...], "Node | None", "Port | None"]
-"""A cached unicast route out of a port (``Port.fwd``, filled by the fabric): the forwarding
-generation it was traced in, the egress ports and the ingress ports of every link crossed,
-and the end node and port; empty tuples and None when the packet does not simply reach an
-end node (a drop, a switch's own LID, a fault on the way)."""
+class Route:
+    """A cached unicast route out of a port (``Port.fwd``, traced by the fabric): the
+    forwarding generation it was traced in, the egress and the ingress ports of every link
+    crossed, and the end node and port (None when the packet does not simply reach an end
+    node: a drop, a switch's own LID, a fault on the way).
+
+    ``pkts`` and ``words`` are what crossed the route since the fabric last settled its
+    counters: each packet adds to them once instead of to eight port counters, and every
+    read of a port's traffic counter settles them first (:meth:`Port.xmit_pkts`), so a read
+    always sees each packet on each port it crossed."""
+
+    __slots__ = ("end", "gen", "into", "node", "out", "pkts", "words")
+
+    def __init__(self, gen: int, out: tuple[Port, ...] = (), into: tuple[Port, ...] = (),
+                 node: Node | None = None, end: Port | None = None) -> None:
+        self.gen = gen
+        self.out = out
+        self.into = into
+        self.node = node
+        self.end = end
+        self.pkts = 0
+        self.words = 0
+
+    def settle(self) -> None:
+        """Add what crossed the route to its ports' counters."""
+        pkts, words = self.pkts, self.words
+        for p in self.out:
+            p._xmit_pkts += pkts
+            p._xmit_words += words
+        for p in self.into:
+            p._rcv_pkts += pkts
+            p._rcv_words += words
+        self.pkts = self.words = 0
 
 
 class Port:
     """One port: link and logical state, PortInfo fields, P_Key table, counters, drops."""
 
     __slots__ = (
-        "_state", "cap_mask", "cap_mask2", "drops", "enabled", "extra", "fwd", "gid_prefix", "guid",
-        "hoq_life",
-        "lid", "link_downed", "lmc", "loss", "master_sm_lid", "master_sm_sl", "mkey", "mkey_lease",
-        "mkey_protect", "mkey_violations", "mtu_cap", "neighbor_mtu", "node", "num", "op_vls",
-        "pc_base", "peer", "phys", "pkey_violations", "pkeys", "qkey_violations", "rcv_mcast",
-        "rcv_pkts", "rcv_words", "resp_time", "sl2vl", "speed_active", "speed_enabled",
-        "speed_ext_active", "speed_ext_enabled", "speed_ext_supported", "speed_supported",
-        "subnet_timeout", "up", "vl_cap", "vlarb", "width_active", "width_enabled",
-        "width_supported", "xmit_mcast", "xmit_pkts", "xmit_words",
+        "_rcv_pkts", "_rcv_words", "_state", "_xmit_pkts", "_xmit_words", "cap_mask", "cap_mask2",
+        "drops", "enabled", "extra", "fwd", "gid_prefix", "guid", "hoq_life", "lid", "link_downed",
+        "lmc", "loss", "master_sm_lid", "master_sm_sl", "mkey", "mkey_lease", "mkey_protect",
+        "mkey_violations", "mtu_cap", "neighbor_mtu", "node", "num", "op_vls", "pc_base", "peer",
+        "phys", "pkey_violations", "pkeys", "qkey_violations", "rcv_mcast", "resp_time", "sl2vl",
+        "speed_active", "speed_enabled", "speed_ext_active", "speed_ext_enabled",
+        "speed_ext_supported", "speed_supported", "subnet_timeout", "up", "vl_cap", "vlarb",
+        "width_active", "width_enabled", "width_supported", "xmit_mcast",
     )
 
     def __init__(self, node: Node, num: int, guid: int) -> None:
@@ -175,10 +203,10 @@ class Port:
         self.pkeys = [0xFFFF] + [0] * (PARTITION_CAP_CA - 1)
         self.sl2vl: dict[int, bytes] = {}
         self.vlarb = [bytes(64)] * 4
-        self.xmit_pkts = 0
-        self.xmit_words = 0
-        self.rcv_pkts = 0
-        self.rcv_words = 0
+        self._xmit_pkts = 0
+        self._xmit_words = 0
+        self._rcv_pkts = 0
+        self._rcv_words = 0
         self.xmit_mcast = 0
         self.rcv_mcast = 0
         self.link_downed = 0
@@ -187,6 +215,54 @@ class Port:
 
     def __repr__(self) -> str:
         return f"<Port {self.node.name}/{self.num} lid={self.lid} state={self.state}>"
+
+    # PortXmitPkts/Data and PortRcvPkts/Data (IBA 16.1.3.5) as running totals. The
+    # hop-by-hop loop adds to the underscored slots directly; cached routes add in bulk
+    # (Route.settle), so reading settles first and writing settles before it sets.
+
+    @property
+    def xmit_pkts(self) -> int:
+        """Packets sent out of this port."""
+        self.node.fabric.settle_counters()
+        return self._xmit_pkts
+
+    @xmit_pkts.setter
+    def xmit_pkts(self, value: int) -> None:
+        self.node.fabric.settle_counters()
+        self._xmit_pkts = value
+
+    @property
+    def xmit_words(self) -> int:
+        """4-byte words sent out of this port (packet length + ICRC, as hardware counts)."""
+        self.node.fabric.settle_counters()
+        return self._xmit_words
+
+    @xmit_words.setter
+    def xmit_words(self, value: int) -> None:
+        self.node.fabric.settle_counters()
+        self._xmit_words = value
+
+    @property
+    def rcv_pkts(self) -> int:
+        """Packets received on this port."""
+        self.node.fabric.settle_counters()
+        return self._rcv_pkts
+
+    @rcv_pkts.setter
+    def rcv_pkts(self, value: int) -> None:
+        self.node.fabric.settle_counters()
+        self._rcv_pkts = value
+
+    @property
+    def rcv_words(self) -> int:
+        """4-byte words received on this port."""
+        self.node.fabric.settle_counters()
+        return self._rcv_words
+
+    @rcv_words.setter
+    def rcv_words(self, value: int) -> None:
+        self.node.fabric.settle_counters()
+        self._rcv_words = value
 
     @property
     def state(self) -> int:
