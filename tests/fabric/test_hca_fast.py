@@ -7,7 +7,20 @@ from __future__ import annotations
 import io
 from dataclasses import astuple
 
-from ipoib.fabric import AH, AHAttr, Fabric, GlobalRoute, RecvWR, SendWR, WCStatus
+import pytest
+
+from ipoib.fabric import (
+    AH,
+    AHAttr,
+    Fabric,
+    GlobalRoute,
+    QPAttr,
+    QPState,
+    RecvWR,
+    SendWR,
+    VerbsError,
+    WCStatus,
+)
 from ipoib.fabric.hca import WCFlags, WROpcode
 from ipoib.fabric.verbs import WCOpcode
 from ipoib.wire.capture import LINKTYPE_ERF, PcapReader, PcapWriter
@@ -127,3 +140,21 @@ def test_the_send_header_follows_the_lid_and_the_pkey_table() -> None:
     assert [p.bth.pkey for p in heads] == [0xFFFF, 0x7FFF, 0xFFFF, 0xFFFF]
     assert [p.lrh.slid for p in heads] == [old, old, old, old + 100]
     assert [p.payload for p in heads] == [b"one", b"two", b"three", b"four"]
+
+
+def test_post_recv_list_posts_all_or_none() -> None:
+    fabric, _ = line3()
+    a, b = ud(fabric, "hca-1"), ud(fabric, "hca-3")
+    cap = b.qp.cap.max_recv_wr
+    b.qp.post_recv_list([RecvWR(i, 4096) for i in range(cap - 2)])
+    with pytest.raises(VerbsError):
+        b.qp.post_recv_list([RecvWR(100 + i, 4096) for i in range(3)])  # one too many
+    assert len(b.qp.rq) == cap - 2
+    b.qp.post_recv_list([RecvWR(200, 4096), RecvWR(201, 4096)])
+    for i in range(cap):
+        a.send(b, bytes([i % 256]))
+    assert [w.wr_id for w in b.cq.poll(2 * cap) if w.opcode == WCOpcode.RECV] \
+        == [*range(cap - 2), 200, 201]
+    b.qp.modify(QPAttr(qp_state=QPState.RESET))
+    with pytest.raises(VerbsError):
+        b.qp.post_recv_list([RecvWR(1, 4096)])

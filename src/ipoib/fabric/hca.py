@@ -239,11 +239,7 @@ class CQ:
     def poll(self, num_entries: int = 1) -> list[WC]:
         """Up to ``num_entries`` completions, oldest first."""
         e = self._entries
-        out = []
-        for _ in range(min(num_entries, len(e))):
-            r = e.popleft()
-            out.append(WC(r[0], WCStatus(r[1]), WCOpcode(r[2]), *r[3:]))
-        return out
+        return [WC(*e.popleft()) for _ in range(min(num_entries, len(e)))]
 
     def poll_tuples(self, num_entries: int) -> list[WcTuple]:
         """Up to ``num_entries`` completions as tuples in :class:`WC`'s field order."""
@@ -424,17 +420,23 @@ class QP:
             raise VerbsError("receive queue full", errno.ENOMEM)
         self.rq.append(wr)
 
+    def post_recv_list(self, wrs: list[RecvWR]) -> None:
+        """Post several receive buffers in order, all or none: when they do not all fit (or
+        the QP is in RESET) nothing is posted and :class:`VerbsError` says why."""
+        if self.state == QPState.RESET:
+            raise VerbsError("cannot post receives in RESET")
+        if len(self.rq) + len(wrs) > self.cap.max_recv_wr:
+            raise VerbsError("receive queue full", errno.ENOMEM)
+        self.rq.extend(wrs)
+
     def post_send(self, wr: SendWR) -> None:
         """Send one work request (UD: needs RTS and an AH)."""
-        self._send(wr, b"", wr.payload)
+        self.post_send_sg(wr, b"", wr.payload)
 
     def post_send_sg(self, wr: SendWR, head: bytes, payload: bytes) -> None:
         """Send ``wr`` with a two-entry gather list, ``head`` then ``payload``, in place of
         ``wr.payload``: the packet is made with one join, so a caller's own header costs no
         extra copy of the payload (a driver's 4-byte encapsulation header)."""
-        self._send(wr, head, payload)
-
-    def _send(self, wr: SendWR, head: bytes, payload: bytes) -> None:
         if not self._tx_ok:
             if self.qp_type != QPType.UD:
                 raise VerbsError("RC transport is not implemented", errno.EOPNOTSUPP)
@@ -455,12 +457,13 @@ class QP:
         dlid = attr.dlid
         mcast = MCAST_BASE <= dlid < PERMISSIVE
         dest_qp = MULTICAST_QPN if mcast else wr.remote_qpn
+        lid = port.lid
         if wr.opcode == _SEND_WITH_IMM:
-            pkt = build_ud(vl=0, sl=attr.sl, dlid=dlid, slid=port.lid | attr.src_path_bits,
+            pkt = build_ud(vl=0, sl=attr.sl, dlid=dlid, slid=lid | attr.src_path_bits,
                            pkey=pkey, dest_qp=dest_qp, qkey=qkey, src_qp=self.qp_num,
                            payload=head + payload, grh=ah._grh(), imm=wr.imm_data)
         else:
-            key = (self.qp_num << 24 | dest_qp, qkey, pkey, port.lid)
+            key = (self.qp_num << 24 | dest_qp, qkey, pkey, lid)
             last = ah._last
             if last is not None and last[0] == key:
                 t = last[1]
@@ -468,15 +471,14 @@ class QP:
                 t = ah.template(self.qp_num, qkey, pkey, dest_qp)
                 ah._last = (key, t)
             pkt = t.packet_sg(head, payload)
-        fabric = self.ctx.fabric
         if mcast:
             port.xmit_mcast += 1
             _mcast_deliver(self.node, port, pkt, dlid, self)
-            fabric.transmit(port, pkt)
-        elif port.lid and port.lid <= dlid < port.lid + (1 << port.lmc):
-            fabric.loopback(port, pkt)
+            self.ctx.fabric.transmit(port, pkt)
+        elif lid and lid <= dlid < lid + (1 << port.lmc):
+            self.ctx.fabric.loopback(port, pkt)
         else:
-            fabric.transmit(port, pkt)
+            self.ctx.fabric.transmit(port, pkt)
         if self.sq_sig_all or wr.send_flags & _SIGNALED:
             self.scq.push((wr.wr_id, _SUCCESS, _OP_SEND, n, self.qp_num, 0, 0, 0, 0, 0, 0, 0,
                            None, b""))
@@ -558,11 +560,16 @@ class QP:
             cq.overflows += 1
             port.drops["cq_overflow"] += 1
             return
-        entries.append((
-            wr.wr_id, _SUCCESS, _OP_RECV, byte_len, self.qp_num, src_qp, self.pkey_index, slid,
-            sl, dlid & ((1 << port.lmc) - 1) if dlid < MCAST_BASE else 0,
-            (0 if grh is None else _WC_GRH) | (0 if imm is None else _WC_WITH_IMM),
-            imm or 0, grh, pkt[start:end]))
+        if grh is None and imm is None and dlid < MCAST_BASE:
+            entries.append((wr.wr_id, _SUCCESS, _OP_RECV, byte_len, self.qp_num, src_qp,
+                            self.pkey_index, slid, sl, dlid & ((1 << port.lmc) - 1), 0, 0,
+                            None, pkt[start:end]))
+        else:
+            entries.append((
+                wr.wr_id, _SUCCESS, _OP_RECV, byte_len, self.qp_num, src_qp, self.pkey_index,
+                slid, sl, dlid & ((1 << port.lmc) - 1) if dlid < MCAST_BASE else 0,
+                (0 if grh is None else _WC_GRH) | (0 if imm is None else _WC_WITH_IMM),
+                imm or 0, grh, pkt[start:end]))
         if cq._armed and cq.comp_handler is not None:
             cq._notify()
 
@@ -592,7 +599,7 @@ def receive(fabric: Fabric, node: Node, port: Port, pkt: bytes) -> None:
 
     A unicast data packet without GRH (:func:`~ipoib.wire.ib.peek_ud`) goes straight to its
     QP's :meth:`QP.accept`; everything else takes :func:`_receive`, with the same checks."""
-    f = peek_ud(pkt)
+    f = peek_ud(pkt) if len(pkt) > 1 and pkt[1] & 3 != LNH_GLOBAL else None
     if f is None or f[4] <= 1 or f[1] >= MCAST_BASE or not isinstance(node, Ca):
         _receive(fabric, node, port, pkt)
         return

@@ -250,7 +250,8 @@ class WC:
         return (self.grh or bytes(GRH_SIZE)) + self.data
 
 
-WcTuple = tuple[int, int, int, int, int, int, int, int, int, int, int, int, "bytes | None", bytes]
+WcTuple = tuple[int, WCStatus, WCOpcode, int, int, int, int, int, int, int, int, int,
+                "bytes | None", bytes]
 """A completion as a plain tuple, fields in :class:`WC`'s order (``CQ.poll_tuples``): what a
 CQ holds, so the receive path builds no object per packet."""
 
