@@ -133,13 +133,17 @@ class Runtime:
             p.process(now)
         write = os.write
         for att in self.attachments:
-            fd = att.tun.fd
-            for packet in att.endpoint.drain_to_host():
-                try:
-                    write(fd, packet)
-                    att.tx_packets += 1
-                except OSError:
-                    self.drops["tun_write_error"] += 1
+            out = att.endpoint.drain_to_host()
+            if out:
+                fd = att.tun.fd
+                n = 0
+                for packet in out:
+                    try:
+                        write(fd, packet)
+                        n += 1
+                    except OSError:
+                        self.drops["tun_write_error"] += 1
+                att.tx_packets += n
             if att.endpoint.carrier != att.carrier:
                 self._carrier_changed(att)
         self._arm()

@@ -180,7 +180,7 @@ class DeviceControl:
         self._sig_mask = self._every_mask
         self._now = 0.0
         self._hops = self.addressing.hops
-        self._lookup = self.neighs.lookup
+        self._neigh_entries = self.neighs.entries
         self._post = self._post_closed
 
     # --- bring-up ------------------------------------------------------------------------------

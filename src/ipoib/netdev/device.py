@@ -76,10 +76,11 @@ class IpoibDevice(DeviceControl):
         if hop is None:
             self._route(packet, now, True)
             return
-        e = self._lookup(hop, now)
+        e = self._neigh_entries.get(hop)  # NeighTable.lookup, inlined
         if e is None or not e.ready:
             self._neigh_send(hop, packet, now)
             return
+        e.used = now
         wr, maxlen, ah = e.tx or self._neigh_tx(e)
         n = len(packet)
         if n > maxlen:
@@ -130,7 +131,7 @@ class IpoibDevice(DeviceControl):
         if hop is None:
             self.stats.drop("tx_no_route")
             return
-        e = self._lookup(hop, now)
+        e = self.neighs.lookup(hop, now)
         if e is not None and e.ready:
             self._post_tx(e.tx or self._neigh_tx(e), HDR[et], packet)
         else:
@@ -221,8 +222,10 @@ class IpoibDevice(DeviceControl):
         wcs = self.recv_cq.poll_tuples(len(self.recv_cq))
         if qp is None:
             return
-        post_recv, ring, to_host, c = qp.post_recv, self._ring, self._to_host, self.stats
+        ring, to_host, c = self._ring, self._to_host, self.stats
         lid, qpn, up = self.lid, self.qpn, self.opened
+        repost = []
+        ipv4 = ipv4_bytes = 0
         for wr_id, status, _, _, _, src_qp, _, slid, _, _, flags, _, grh, data in wcs:
             if status:
                 if status == _FLUSH_ERR:
@@ -233,8 +236,8 @@ class IpoibDevice(DeviceControl):
             elif not (flags & _GRH_FLAG and grh is not None and grh[24] == 0xFF):
                 if len(data) >= 4 and data[0] == 8 and data[1] == 0:  # IPv4, as _rx does it
                     to_host.append(data[4:])
-                    c.rx_packets += 1
-                    c.rx_bytes += len(data)
+                    ipv4 += 1
+                    ipv4_bytes += len(data)
                 else:
                     self._rx(data, now, to_host, c)
             elif slid == lid and src_qp == qpn:
@@ -242,10 +245,18 @@ class IpoibDevice(DeviceControl):
             else:
                 c.multicast += 1
                 self._rx(data, now, to_host, c)
+            repost.append(ring[wr_id])
+        c.rx_packets += ipv4
+        c.rx_bytes += ipv4_bytes
+        if repost:
             try:
-                post_recv(ring[wr_id])
+                qp.post_recv_list(repost)
             except VerbsError:
-                c.event("rx_repost_failed")
+                for wr in repost:  # one by one, each failure counted
+                    try:
+                        qp.post_recv(wr)
+                    except VerbsError:
+                        c.event("rx_repost_failed")
 
     def _rx(self, data: bytes, now: float, to_host: list[bytes], c: Counters) -> None:
         """One received IPoIB payload (header included)."""
