@@ -95,6 +95,14 @@ class Discovery:
         self.subnet = Subnet()
         self.pending = 0
         self.finished = False
+        # Answer handlers bound once, shared by every request of their kind: a bound method
+        # per queued SMP would be a garbage-collected object per SMP on large subnets.
+        self._on_node_info: Callback = self._node_info
+        self._on_node_desc: Callback = self._node_desc
+        self._on_switch_info: Callback = self._switch_info
+        self._on_port_info: Callback = self._port_info
+        self._on_pkeys: Callback = self._pkeys
+        self._on_sm_info: Callback = self._sm_info
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -111,7 +119,7 @@ class Discovery:
 
     def start(self) -> None:
         """Ask the SM's own node who it is."""
-        self._ask(SmpAttr.NODE_INFO, 0, (), self._node_info, (None, ()))
+        self._ask(SmpAttr.NODE_INFO, 0, (), self._on_node_info, (None, ()))
 
     @property
     def nodes_found(self) -> int:
@@ -136,22 +144,22 @@ class Discovery:
         if not known:
             graph.add_node(guid, kind, nports, sys_guid=sys_guid, port_guid=port_guid,
                            vendor_id=vendor_id, device_id=dev_id, partition_cap=pcap)
-            self._ask(SmpAttr.NODE_DESCRIPTION, 0, path, self._node_desc, guid)
+            self._ask(SmpAttr.NODE_DESCRIPTION, 0, path, self._on_node_desc, guid)
             if kind == NodeType.SWITCH:
                 sub.node_paths[guid] = path
                 sub.node_info[port_guid] = data
-                self._ask(SmpAttr.SWITCH_INFO, 0, path, self._switch_info, guid)
+                self._ask(SmpAttr.SWITCH_INFO, 0, path, self._on_switch_info, guid)
                 for num in range(nports + 1):
-                    self._ask(SmpAttr.PORT_INFO, num, path, self._port_info, (guid, num, path))
-                self._ask(SmpAttr.P_KEY_TABLE, 0, path, self._pkeys, (guid, 0))
+                    self._ask(SmpAttr.PORT_INFO, num, path, self._on_port_info, (guid, num, path))
+                self._ask(SmpAttr.P_KEY_TABLE, 0, path, self._on_pkeys, (guid, 0))
         ports = graph.nodes[guid].ports
         if kind != NodeType.SWITCH and 1 <= local_port <= nports and (
                 local_port not in ports or not ports[local_port].guid):
             graph.set_port(guid, local_port, guid=port_guid, dr_path=path)
             sub.node_info[port_guid] = data
-            self._ask(SmpAttr.PORT_INFO, local_port, path, self._port_info,
+            self._ask(SmpAttr.PORT_INFO, local_port, path, self._on_port_info,
                       (guid, local_port, path))
-            self._ask(SmpAttr.P_KEY_TABLE, 0, path, self._pkeys, (guid, local_port))
+            self._ask(SmpAttr.P_KEY_TABLE, 0, path, self._on_pkeys, (guid, local_port))
         if parent is not None and 0 < local_port <= nports:
             graph.connect(parent[0], parent[1], guid, local_port)
         self._answered()
@@ -216,10 +224,10 @@ class Discovery:
             if len(hop) > MAX_HOP_COUNT:
                 sub.errors["too_many_hops"] += 1
             else:
-                self._ask(SmpAttr.NODE_INFO, 0, hop, self._node_info, ((guid, num), hop))
+                self._ask(SmpAttr.NODE_INFO, 0, hop, self._on_node_info, ((guid, num), hop))
         endport = num == 0 if switch else num > 0
         if endport and cap & PortCap.IS_SM and port.guid != sub.sm_port_guid:
-            self._ask(SmpAttr.SM_INFO, 0, path, self._sm_info, (port.guid, path))
+            self._ask(SmpAttr.SM_INFO, 0, path, self._on_sm_info, (port.guid, path))
         self._answered()
 
 
@@ -241,6 +249,8 @@ class LightSweep:
         self.pending = 0
         self.changed = False
         self.reasons: Counter[str] = Counter()
+        self._on_switch_info: Callback = self._switch_info  # bound once (see Discovery)
+        self._on_port_info: Callback = self._port_info
 
     def start(self) -> None:
         """Send the reads; with nothing to read, finish at once."""
@@ -248,13 +258,13 @@ class LightSweep:
         for node in sub.graph.nodes.values():
             if node.kind == NodeType.SWITCH:
                 path = sub.node_paths[node.guid]
-                self._ask(SmpAttr.SWITCH_INFO, 0, path, self._switch_info, node.guid)
-                self._ask(SmpAttr.PORT_INFO, 0, path, self._port_info, (node.guid, 0))
+                self._ask(SmpAttr.SWITCH_INFO, 0, path, self._on_switch_info, node.guid)
+                self._ask(SmpAttr.PORT_INFO, 0, path, self._on_port_info, (node.guid, 0))
             else:
                 for num, port in node.ports.items():
                     if num and port.guid and (port.neighbour is not None
                                               or port.guid == sub.sm_port_guid):
-                        self._ask(SmpAttr.PORT_INFO, num, port.dr_path, self._port_info,
+                        self._ask(SmpAttr.PORT_INFO, num, port.dr_path, self._on_port_info,
                                   (node.guid, num))
         if self.pending == 0:
             self.on_done(False)

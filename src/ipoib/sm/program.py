@@ -137,6 +137,13 @@ class Programmer:
         self.stats: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
         self._armed: list[tuple[int, int]] = []
+        # Answer handlers bound once, shared by every Set of their kind (not an object per
+        # queued SMP for the garbage collector to walk on large subnets).
+        self._on_port: Callback = self._port_done
+        self._on_switch: Callback = self._switch_done
+        self._on_lft: Callback = self._lft_done
+        self._on_mft: Callback = self._mft_done
+        self._on_pkey: Callback = self._pkey_done
 
     def _set(self, attr: int, attr_mod: int, path: tuple[int, ...], data: bytes,
              callback: Callback, ctx: object,
@@ -184,7 +191,7 @@ class Programmer:
                 am = 0 if graph.nodes[guid].kind != NodeType.SWITCH else num << 16
                 data = PKeyTable.from_entries(want).encode()
                 self._set(SmpAttr.P_KEY_TABLE, am, sub.path_to(guid, num), data,
-                          self._pkey_done, (where, tuple(want)), "p_key_blocks")
+                          self._on_pkey, (where, tuple(want)), "p_key_blocks")
 
     def _configure_switch(self, guid: int, nports: int) -> None:
         sub, plan, mem = self.subnet, self.plan, self.memory
@@ -195,20 +202,20 @@ class Programmer:
             if top != plan.top or life != SWITCH_LIFETIME or psc:
                 si_set = bytearray(si)
                 SI_SET.patch(si_set, 0, plan.top, SWITCH_LIFETIME, 1 if psc else 0)
-                self._set(SmpAttr.SWITCH_INFO, 0, path, bytes(si_set), self._switch_done,
+                self._set(SmpAttr.SWITCH_INFO, 0, path, bytes(si_set), self._on_switch,
                           guid, "switch_info")
         lft = plan.lfts.get(guid)
         if lft is not None:
             before = mem.lfts.get(guid)
             for block, ports in lft_blocks(lft, plan.top, previous=before):
                 self._set(SmpAttr.LINEAR_FORWARDING_TABLE, block, path,
-                          LftBlock(port_block=ports).encode(), self._lft_done,
+                          LftBlock(port_block=ports).encode(), self._on_lft,
                           (guid, block, ports), "lft_blocks")
         old = mem.mfts.get(guid, {})
         new = dict(plan.mfts.get(guid, {}))
         for am, block_data in mft_writes(nports, old, new):
             self._set(SmpAttr.MULTICAST_FORWARDING_TABLE, am, path, block_data,
-                      self._mft_done, (guid, am, block_data), "mft_blocks")
+                      self._on_mft, (guid, am, block_data), "mft_blocks")
         mem.mfts[guid] = new
 
     def _desired(self, guid: int, num: int, now: bytes) -> tuple[bytearray, bool] | None:
@@ -256,7 +263,7 @@ class Programmer:
         if not changed:
             return
         self._set(SmpAttr.PORT_INFO, num, self.subnet.path_to(guid, num), bytes(data),
-                  self._port_done, (guid, num), "port_info")
+                  self._on_port, (guid, num), "port_info")
 
     # -- phase 2 ------------------------------------------------------------------------
 
@@ -272,7 +279,7 @@ class Programmer:
             data = bytearray(now)
             PI_STATE_ONLY.patch(data, 0, 0, ACTIVE, 0, 0, 0, 0)
             self._set(SmpAttr.PORT_INFO, num, sub.path_to(guid, num), bytes(data),
-                      self._port_done, (guid, num), "port_info")
+                      self._on_port, (guid, num), "port_info")
 
     # -- answers ------------------------------------------------------------------------
 
