@@ -32,19 +32,30 @@ from .netns import HostError
 
 
 class SmPump:
-    """The embedded SM's binding under the pump contract."""
+    """The embedded SM's binding under the pump contract.
+
+    The SM changes only in its timers (run here) and in its MAD handlers, which the fabric
+    runs from its own ``process``; so the deadline known at the end of :meth:`process` still
+    holds when the runtime asks for it right after the same pump, and is not asked twice."""
 
     def __init__(self, binding: SmBinding) -> None:
         self.binding = binding
+        self._next: float | None = None
+        self._fresh = False
 
     def process(self, now: float) -> None:
         """Let the SM act on its timers when they are due."""
         t = self.binding.get_timer()
         if t is not None and t <= now:
             self.binding.handle_timer(now)
+            t = self.binding.get_timer()
+        self._next, self._fresh = t, True
 
     def get_timer(self) -> float | None:
         """The SM's next deadline."""
+        if self._fresh:
+            self._fresh = False
+            return self._next
         return self.binding.get_timer()
 
 
