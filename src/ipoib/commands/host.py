@@ -29,7 +29,7 @@ from ..host import control, daemon, netns
 from ..host.netns import HostError
 from ..host.state import RunDir, cleanup
 
-VIEWS = ("hosts", "neigh", "path", "mcast", "counters", "sa", "lids", "routes")
+VIEWS = ("hosts", "neigh", "path", "mcast", "counters", "sa", "lids", "routes", "sm")
 STOP_TIMEOUT = 15.0
 """Seconds ``down`` gives a daemon to stop by itself before SIGTERM, then SIGKILL."""
 
@@ -44,13 +44,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     help="HCAs to make hosts of (default: all); may be repeated")
     up.add_argument("--subnet", default=str(daemon.DEFAULT_SUBNET), metavar="CIDR",
                     help="IPv4 subnet, assigned in topology order (default: %(default)s)")
-    up.add_argument("--sm", choices=("embedded", "none"), default="embedded",
-                    help="run the embedded SM, or none (an external OpenSM)")
+    up.add_argument("--sm", choices=("embedded", "opensm", "none"), default="embedded",
+                    help="the subnet manager: ours, the real OpenSM (under umad2sim, "
+                         "see docs/opensm.md), or none (attach one yourself)")
+    up.add_argument("--sm-node", metavar="NODE",
+                    help="node the SM runs on (default: the topology's first node)")
+    up.add_argument("--partitions", metavar="FILE",
+                    help="OpenSM partitions.conf for the SM (OpenSM's -P)")
     up.add_argument("--capture", metavar="FILE", help="capture the fabric's packets to FILE")
     up.add_argument("--detach", action="store_true",
                     help="serve in the background; return once every host has carrier")
     up.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
-                    help="how long to wait for carrier (default: %(default)s)")
+                    help="how long to wait for OpenSM's SUBNET UP, then for carrier "
+                         "(default: %(default)s)")
     up.set_defaults(func=run_up)
 
     down = sub.add_parser("down", help="stop the daemon and remove its namespaces")
@@ -136,7 +142,8 @@ def _serve(args: argparse.Namespace, topo: Topology, subnet: IPv4Network, run_di
     Returns what the teardown removed.
     """
     d = daemon.build(topo, hosts=_names(args.hosts), subnet=subnet, sm=args.sm,
-                     capture=args.capture, run_dir=run_dir)
+                     capture=args.capture, run_dir=run_dir, sm_node=args.sm_node,
+                     partitions=args.partitions, sm_wait=args.wait)
     return d.run(lambda rows: report("ready", rows), carrier_timeout=args.wait,
           on_timeout=lambda missing: report("timeout", missing))
 

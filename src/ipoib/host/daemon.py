@@ -15,12 +15,13 @@ in the host layer changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
 from typing import Any
@@ -42,6 +43,9 @@ ReadyCallback = Callable[[list[dict[str, Any]]], None]
 Starter = Callable[[asyncio.AbstractEventLoop, Runtime], None]
 """Called once the loop runs, before the first pump: opens sockets, adds readers."""
 TimeoutCallback = Callable[[list[str]], None]
+Gate = Callable[[], Awaitable[None]]
+"""Awaited while the fabric is served, before the wait for carrier (e.g. OpenSM reaching
+SUBNET UP); a HostError it raises ends the run with that message."""
 
 
 def _no_description() -> Mapping[str, Any]:
@@ -132,7 +136,8 @@ class Daemon:
                  run_dir: RunDir | None = None, topology: str = "",
                  starters: Sequence[Starter] = (),
                  closers: Sequence[Callable[[], None]] = (),
-                 info: Mapping[str, Any] | None = None) -> None:
+                 info: Mapping[str, Any] | None = None, gates: Sequence[Gate] = (),
+                 summary: Callable[[], str] | None = None) -> None:
         names = [h.name for h in hosts]
         if len(set(names)) != len(names) or len({h.netns for h in hosts}) != len(hosts):
             raise HostError("host names and namespaces must be unique")
@@ -149,7 +154,11 @@ class Daemon:
         self.starters = list(starters)
         self.closers = list(closers)
         self.info = dict(info or {})
-        """Extra facts the ``status`` command reports (e.g. the ibsim socket name)."""
+        """Extra facts the ``status`` command reports (e.g. the ibsim socket name); a
+        callable value is called each time."""
+        self.gates = list(gates)
+        self.summary = summary
+        """A line ``show hosts`` prints under the table (e.g. which SM runs)."""
         self.state = RunState(pid=os.getpid(), started=time.time(), topology=topology,
                               control=str(self.run_dir.socket_path))
         self.ready = False
@@ -240,17 +249,36 @@ class Daemon:
             if not self.ready and on_timeout is not None:
                 on_timeout([a.tun.netns for a in self.runtime.attachments if not a.carrier])
 
-        self.runtime.on_carrier.append(check)
-        loop.call_soon(check)
-        if carrier_timeout is not None:
-            timer = loop.call_later(carrier_timeout, expire)
+        running = asyncio.ensure_future(self.runtime.run())
         try:
-            await self.runtime.run()
+            if await self._pass_gates(running):
+                self.runtime.on_carrier.append(check)
+                loop.call_soon(check)
+                if carrier_timeout is not None:
+                    timer = loop.call_later(carrier_timeout, expire)
+                await running
         finally:
+            self.runtime.stop()
+            await running
             if timer is not None:
                 timer.cancel()
-            self.runtime.on_carrier.remove(check)
+            if check in self.runtime.on_carrier:
+                self.runtime.on_carrier.remove(check)
             await self.control.close()
+
+    async def _pass_gates(self, running: asyncio.Future[None]) -> bool:
+        """Await each gate while the runtime serves; False if the runtime stopped first
+        (a signal, ``stop``), raising what a gate raised."""
+        for gate in self.gates:
+            task = asyncio.ensure_future(gate())
+            await asyncio.wait({task, running}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return False
+            task.result()
+        return True
 
     def run(self, on_ready: ReadyCallback | None = None, **kw: Any) -> list[str]:
         """Set up, serve until stopped, tear down (whatever happens in between); returns
@@ -305,12 +333,14 @@ class Daemon:
 
     def _cmd_hosts(self, req: Mapping[str, Any]) -> Reply:
         rows = self.host_rows(req.get("host"))
-        return Reply(rows, format_hosts(rows))
+        text = format_hosts(rows)
+        return Reply(rows, text if self.summary is None else f"{text}\n{self.summary()}")
 
     def _cmd_status(self, req: Mapping[str, Any]) -> dict[str, Any]:
+        info = {k: v() if callable(v) else v for k, v in self.info.items()}
         return {"pid": os.getpid(), "uptime": round(time.time() - self.state.started, 3),
                 "hosts": len(self.hosts), "ready": self.ready,
-                "runtime": self.runtime.counters(), **self.info}
+                "runtime": self.runtime.counters(), **info}
 
     def _cmd_stop(self, req: Mapping[str, Any]) -> dict[str, Any]:
         self.runtime.stop()
@@ -348,11 +378,15 @@ def build(topology: Topology, *, hosts: Sequence[str] | None = None,
           subnet: IPv4Network = DEFAULT_SUBNET, sm: str = "embedded",
           capture: str | None = None, prefix: str | None = None,
           run_dir: RunDir | None = None, mtu: int = DEFAULT_MTU,
-          ibsim: str | None = None) -> Daemon:
+          ibsim: str | None = None, sm_node: str | None = None,
+          partitions: str | None = None, sm_wait: float = 60.0) -> Daemon:
     """The daemon for a run of ``topology``: one host per HCA (or per name in ``hosts``).
 
-    The fabric is simulated in this process with the embedded SM on its first node (unless
-    ``sm`` is ``none``); each host's TUN is wired to an IPoIB device on its HCA's port 1.
+    The fabric is simulated in this process with its SM on ``sm_node`` (default: the first
+    node): the embedded SM, none, or OpenSM (``sm="opensm"``, files in the run directory's
+    ``opensm/``, recorded as a child, "SUBNET UP" awaited for ``sm_wait`` seconds before
+    the wait for carrier); ``partitions`` is a partitions.conf for either SM. Each host's
+    TUN is wired to an IPoIB device on its HCA's port 1.
     ``capture`` records every packet crossing the fabric from the start (ERF, Wireshark).
     Each device follows its namespace's routes through netlink (:mod:`.routesync`).
     The fabric also serves the ibsim protocol on the abstract socket base name ``ibsim``
@@ -362,7 +396,9 @@ def build(topology: Topology, *, hosts: Sequence[str] | None = None,
 
     plans = plan_hosts(topology, names=hosts, subnet=subnet, prefix=prefix)
     sockname = ibsim or os.environ.get("IBSIM_SOCKNAME") or f"ipoib-{os.getpid()}"
-    net = IbNet(topology, sm=sm, ibsim=sockname)
+    run_dir = run_dir if run_dir is not None else RunDir()
+    net = IbNet(topology, sm=sm, ibsim=sockname, sm_node=sm_node, partitions=partitions,
+                opensm_dir=run_dir.path / "opensm", sm_wait=sm_wait)
     if capture is not None:
         net.start_capture(capture)
     built = []
@@ -396,6 +432,10 @@ def build(topology: Topology, *, hosts: Sequence[str] | None = None,
             w.close()
         net.close()
 
-    return Daemon(built, net.pumpables, net.handlers(host_of), run_dir=run_dir,
-                  topology=topology.source, starters=[*net.starters, follow_routes],
-                  closers=[close], info={"ibsim": sockname})
+    d = Daemon(built, net.pumpables, net.handlers(host_of), run_dir=run_dir,
+               topology=topology.source, starters=[*net.starters, follow_routes],
+               closers=[close], info={"ibsim": sockname, "sm": net.sm_view},
+               gates=net.gates, summary=net.sm_summary)
+    if net.opensm is not None:
+        net.opensm.record = d.add_child
+    return d

@@ -1,4 +1,4 @@
-"""The InfiniBand side of a daemon: the simulated fabric, the embedded SM, one IPoIB device per host.
+"""The InfiniBand side of a daemon: the simulated fabric, its SM, one IPoIB device per host.
 
 :func:`ipoib.host.daemon.build` gives each host an :class:`~ipoib.netdev.IpoibDevice` made here
 as its endpoint, and the runtime pumps the fabric, the SM and the devices (docs/conventions.md,
@@ -7,6 +7,11 @@ the pump contract). This module also answers the control socket's InfiniBand vie
 ``capture`` and ``ibsim`` (the ibsim-protocol server OpenSM and the diagnostics attach to,
 when one is given a socket name: :mod:`ipoib.ibsim`).
 
+The SM is the embedded one (``sm="embedded"``), none, or the real OpenSM as a separate process
+attached through the ibsim server (``sm="opensm"``, :mod:`.opensm`); ``sm_node`` says where it
+runs (default: the topology's first node) and ``partitions`` names an OpenSM partitions.conf
+for either. :meth:`IbNet.sm_view` and :meth:`IbNet.sm_summary` say which SM runs and how.
+
 Time is the event loop's clock (``time.monotonic``); captures are stamped with wall-clock time
 by adding the offset between the two once, when the capture starts.
 """
@@ -14,9 +19,11 @@ by adding the offset between the two once, when the capture starts.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from ipaddress import IPv4Interface, IPv6Interface
+from pathlib import Path
 from typing import IO, Any
 
 from ..fabric.fabric import Fabric
@@ -25,10 +32,17 @@ from ..ibsim.server import IbsimServer
 from ..ibsim.transport import IbsimTransport
 from ..netdev import IpoibDevice
 from ..sm.agent import SmBinding
+from ..sm.graph import SubnetGraph
+from ..sm.manager import SmConfig
+from ..sm.partitions import PartitionsError, plan_partitions
 from ..wire.capture import LINKTYPE_ERF, PcapWriter
 from ..wire.gid import guid_to_str
+from ..wire.smp import PortCap
 from .control import Reply
 from .netns import HostError
+from .opensm import START_TIMEOUT, UMAD2SIM, UMAD2SIM_ENV, OpenSm, OpenSmConfig
+
+SM_MODES = ("embedded", "opensm", "none")
 
 
 class SmPump:
@@ -70,24 +84,65 @@ class _WallClockWriter:
         self.writer.write_ib(now + self.offset, pkt)
 
 
+def _read_partitions(path: str) -> str:
+    """A partitions.conf's text, checked as the embedded SM will read it."""
+    try:
+        text = Path(path).read_text()
+        plan_partitions(text, SubnetGraph(), 0)
+    except OSError as e:
+        raise HostError(f"--partitions: {e.strerror}: {path}") from None
+    except PartitionsError as e:
+        raise HostError(f"{path}: {e}") from None
+    return text
+
+
 class IbNet:
-    """A fabric built from ``topology``, with the embedded SM on its first node unless
-    ``sm`` is ``"none"``, and the IPoIB devices of the hosts added with :meth:`add_host`."""
+    """A fabric built from ``topology``, its SM (``sm``: embedded, opensm or none) on
+    ``sm_node``, and the IPoIB devices of the hosts added with :meth:`add_host`.
+
+    With ``sm="opensm"`` the ibsim server is required (``ibsim``) and OpenSM keeps its files
+    in ``opensm_dir``; it is started by the gate :attr:`gates` holds (the daemon awaits it
+    once the loop serves the fabric) and stopped by :meth:`close`.
+    """
 
     def __init__(self, topology: Topology, *, sm: str = "embedded", now: float | None = None,
-                 seed: int = 0, ibsim: str | None = None, ibsim_udp: int | None = None) -> None:
-        if sm not in ("embedded", "none"):
-            raise HostError(f"unknown SM mode {sm!r} (embedded or none)")
+                 seed: int = 0, ibsim: str | None = None, ibsim_udp: int | None = None,
+                 sm_node: str | None = None, partitions: str | None = None,
+                 opensm_dir: Path | None = None, sm_wait: float = START_TIMEOUT) -> None:
+        if sm not in SM_MODES:
+            raise HostError(f"unknown SM mode {sm!r} ({', '.join(SM_MODES)})")
+        node = sm_node or topology.nodes[0].name
+        names = {n.name for n in topology.nodes} | {n.description for n in topology.nodes}
+        if node not in names:
+            raise HostError(f"--sm-node: no node {node!r} in {topology.source}")
+        if sm == "opensm" and (ibsim is None or ibsim_udp is not None or opensm_dir is None):
+            raise HostError("OpenSM needs the ibsim server on a unix socket and a directory")
         now = time.monotonic() if now is None else now
         self.topology = topology
+        self.sm_mode = sm
+        self.sm_node = node
         self.fabric = Fabric(topology, seed=seed)
         self.fabric.process(now)
         self.pumpables: list[Any] = [self.fabric]
         self.sm: SmBinding | None = None
+        self.opensm: OpenSm | None = None
+        self.gates: list[Callable[[], Any]] = []
         if sm == "embedded":
-            self.sm = SmBinding(self.fabric, topology.nodes[0].name)
+            text = _read_partitions(partitions) if partitions else None
+            name = next(n.name for n in topology.nodes if node in (n.name, n.description))
+            self.sm = SmBinding(self.fabric, name, config=SmConfig(partitions=text))
             self.sm.start(now)
             self.pumpables.append(SmPump(self.sm))
+        elif sm == "opensm":
+            assert ibsim is not None and opensm_dir is not None
+            if partitions and not os.access(partitions, os.R_OK):
+                raise HostError(f"--partitions: cannot read {partitions}")
+            self.opensm = OpenSm(OpenSmConfig(
+                ibsim, node, opensm_dir,
+                partitions=Path(partitions).resolve() if partitions else None,
+                umad2sim=os.environ.get(UMAD2SIM_ENV) or UMAD2SIM, timeout=sm_wait),
+                on_exit=self.forget_clients)
+            self.gates.append(self.opensm.start)
         self.devices: dict[str, IpoibDevice] = {}
         self._capture: IO[bytes] | None = None
         self.starters: list[Callable[[asyncio.AbstractEventLoop, Any], None]] = []
@@ -100,8 +155,15 @@ class IbNet:
 
     def add_host(self, name: str, addresses: Iterable[IPv4Interface | IPv6Interface],
                  now: float | None = None) -> IpoibDevice:
-        """Open an IPoIB device on the CA ``name`` (port 1) owning ``addresses``."""
+        """Open an IPoIB device on the CA ``name`` (port 1) owning ``addresses``.
+
+        The port advertises IsClientReregistrationSupported, as HCA firmware does: its SMA
+        turns the ClientReregister bit into the event that makes the device join its groups
+        again, and OpenSM sets that bit (after a restart, say) only on ports that advertise
+        it. ibsim's CA ports do not, so the bare fabric keeps ibsim's capability mask.
+        """
         now = time.monotonic() if now is None else now
+        self.fabric.node(name).port(1).cap_mask |= PortCap.IS_CLIENT_REREGISTRATION_SUPPORTED
         dev = IpoibDevice(self.fabric.context(name))
         dev.open(now)
         for a in addresses:
@@ -128,11 +190,28 @@ class IbNet:
             self._capture.close()
             self._capture = None
 
+    def forget_clients(self, ident: int) -> None:
+        """Disconnect the ibsim clients that connected with ``ident`` (umad2sim sends its
+        pid): for a process known to be dead, which never said DISCONNECT."""
+        if self.ibsim is None:
+            return
+        server = self.ibsim.server
+        for slot in [s for s, cl in server.clients.items() if cl.ident == ident]:
+            server.disconnect(slot)
+            self.ibsim.backlog.pop(slot, None)
+
     def close(self) -> None:
-        """Stop the capture, the ibsim server and the SM."""
+        """Stop the capture, the ibsim server, OpenSM and the SM.
+
+        The ibsim sockets close before OpenSM is told to stop: on its way out umad2sim asks
+        the server to disconnect and would wait for an answer the stopped loop never gives,
+        whereas with the sockets gone it gets ECONNREFUSED and exits at once.
+        """
         self.stop_capture()
         if self.ibsim is not None:
             self.ibsim.close()
+        if self.opensm is not None:
+            self.opensm.stop()
         if self.sm is not None:
             self.sm.close()
 
@@ -165,13 +244,36 @@ class IbNet:
             "sa": per_host(lambda d: dict(d.sa.stats),
                            lambda d: "\n".join(f"{k}: {v}" for k, v in sorted(d.sa.stats.items()))),
             "lids": self._lids,
+            "sm": lambda req: Reply(self.sm_view(), self.sm_summary()),
             "ibsim": self._ibsim_cmd,
             "capture": self._capture_cmd,
         }
 
+    def sm_view(self) -> dict[str, Any]:
+        """Which SM runs, where, and how it is doing."""
+        if self.opensm is not None:
+            return self.opensm.describe()
+        if self.sm is not None:
+            return {"sm": "embedded", "node": self.sm_node,
+                    "state": "up" if self.sm.sm.subnet_up else "sweeping"}
+        return {"sm": "none", "node": None, "state": "external",
+                "ibsim": self.ibsim.sockname if self.ibsim else None}
+
+    def sm_summary(self) -> str:
+        """One line for ``show hosts``: ``SM: ...``."""
+        if self.opensm is not None:
+            return self.opensm.summary()
+        if self.sm is not None:
+            return f"SM: embedded at {self.sm_node} ({self.sm_view()['state']})"
+        where = f" (attach one to ibsim socket {self.ibsim.sockname})" if self.ibsim else ""
+        return f"SM: none in this process{where}"
+
     def _lids(self, req: Mapping[str, Any]) -> Reply:
-        if self.sm is None or self.sm.sm.graph is None:
-            raise HostError("no LIDs: the embedded SM is not running (--sm none)")
+        if self.sm is None:
+            raise HostError(f"no LIDs here: the embedded SM is not running (--sm "
+                            f"{self.sm_mode}); `ipoib diag ibnetdiscover` shows them")
+        if self.sm.sm.graph is None:
+            raise HostError("no LIDs yet: the embedded SM has not swept the fabric")
         sm = self.sm.sm
         graph = sm.graph
         assert graph is not None
