@@ -78,3 +78,27 @@ def test_node_info_answers_name_the_node_and_the_ingress_port() -> None:
                         revision=node.revision, local_port_num=port,
                         vendor_id=node.vendor_id)
         assert status == 0 and data == want.encode()
+
+
+ECHOED = ("mkey_lease_period", "vl_high_limit", "vl_stall_count", "partition_enforcement_inbound",
+          "partition_enforcement_outbound", "filter_raw_inbound", "filter_raw_outbound",
+          "multicast_pkey_trap_suppression_enabled", "local_phy_errors", "overrun_errors",
+          "init_type", "diag_code", "subnet_timeout", "hoq_life", "master_sm_lid",
+          "master_sm_sl", "gid_prefix", "lid")
+
+
+@settings(max_examples=100)
+@given(data=st.data())
+def test_a_port_info_set_is_echoed_field_by_field(data: st.DataObject) -> None:
+    fabric = Fabric(line(1, 1))
+    node = fabric.node(data.draw(st.sampled_from(["sw-1", "hca-1"])))
+    num = 0 if node.is_switch else 1
+    want = {n: data.draw(st.integers(0, PortInfo.BY_NAME[n].mask)) for n in ECHOED}
+    want["lid"] %= 0xC000
+    ldds = data.draw(st.integers(0, 15))
+    request = PortInfo(**want, link_down_default_state=ldds, port_state=0).encode()
+    status, answer = sma._port_info(node, node.ports[1], 2, num, request)
+    got = PortInfo.decode(answer)
+    assert status == 0
+    assert {n: getattr(got, n) for n in ECHOED} == want
+    assert got.link_down_default_state == (ldds or 2)  # 0 means "no change"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..wire.layout import packer
+from ..wire.layout import packer, reader
 from ..wire.mad import (
     DR_INITIAL_PATH_OFFSET,
     DR_RETURN_PATH_OFFSET,
@@ -302,56 +302,64 @@ def port_info_bytes(p: Port, local_port_num: int) -> bytes:
     )
 
 
-def _port_info_set(p: Port, pi: PortInfo) -> int:
+_PI_SET = reader(PortInfo, "operational_vls", "neighbor_mtu", "lid", "port_state", "lmc",
+                 "master_sm_lid", "master_sm_sl", "gid_prefix", "mkey", "mkey_protect_bits",
+                 "subnet_timeout", "hoq_life", "link_width_enabled", "link_speed_enabled",
+                 "link_speed_ext_enabled", "link_down_default_state", "client_reregister",
+                 "port_physical_state", *_PI_STORED)
+"""The PortInfo fields a Set acts on, read straight from the SMP data."""
+
+
+def _port_info_set(p: Port, data: bytes) -> int:
     """Apply a PortInfo Set to ``p``; validation first, so a rejected Set changes nothing."""
-    if pi.operational_vls > p.vl_cap or pi.neighbor_mtu > p.mtu_cap:
+    (op_vls, nmtu, lid, state, lmc, sm_lid, sm_sl, prefix, mkey, protect, timeout, hoq,
+     width, speed, speed_ext, down_default, reregister, phys, *stored) = _PI_SET(data, 0)
+    if op_vls > p.vl_cap or nmtu > p.mtu_cap:
         return BAD_PARAM
-    if pi.lid >= 0xC000 or not check_state(p, pi.port_state):
+    if lid >= 0xC000 or not check_state(p, state):
         return BAD_PARAM
     node = p.node
     events: list[str] = []
-    if (pi.lid, pi.lmc) != (p.lid, p.lmc):
+    if (lid, lmc) != (p.lid, p.lmc):
         old = p.lid
-        p.lid, p.lmc = pi.lid, pi.lmc
+        p.lid, p.lmc = lid, lmc
         node.lid_changed(p, old)
-    if pi.master_sm_lid != p.master_sm_lid or pi.master_sm_sl != p.master_sm_sl:
+    if sm_lid != p.master_sm_lid or sm_sl != p.master_sm_sl:
         events.append("SM_CHANGE")
-    p.master_sm_lid, p.master_sm_sl = pi.master_sm_lid, pi.master_sm_sl
-    if pi.gid_prefix != p.gid_prefix:
+    p.master_sm_lid, p.master_sm_sl = sm_lid, sm_sl
+    if prefix != p.gid_prefix:
         events.append("GID_CHANGE")
-    p.gid_prefix = pi.gid_prefix
-    p.mkey, p.mkey_protect = pi.mkey, pi.mkey_protect_bits
-    p.subnet_timeout, p.hoq_life = pi.subnet_timeout, pi.hoq_life
-    if pi.operational_vls:
-        p.op_vls = pi.operational_vls
-    if pi.neighbor_mtu:
-        p.neighbor_mtu = pi.neighbor_mtu
+    p.gid_prefix = prefix
+    p.mkey, p.mkey_protect = mkey, protect
+    p.subnet_timeout, p.hoq_life = timeout, hoq
+    if op_vls:
+        p.op_vls = op_vls
+    if nmtu:
+        p.neighbor_mtu = nmtu
     relink = False
-    if pi.link_width_enabled:
-        p.width_enabled = p.width_supported if pi.link_width_enabled == 0xFF \
-            else pi.link_width_enabled
+    if width:
+        p.width_enabled = p.width_supported if width == 0xFF else width
         relink = True
-    if pi.link_speed_enabled:
-        p.speed_enabled = p.speed_supported if pi.link_speed_enabled == 0xF \
-            else pi.link_speed_enabled
+    if speed:
+        p.speed_enabled = p.speed_supported if speed == 0xF else speed
         relink = True
-    if pi.link_speed_ext_enabled:
-        p.speed_ext_enabled = p.speed_ext_supported if pi.link_speed_ext_enabled == 0x1F \
-            else pi.link_speed_ext_enabled & 0x0F
+    if speed_ext:
+        p.speed_ext_enabled = p.speed_ext_supported if speed_ext == 0x1F else speed_ext & 0x0F
         relink = True
     if relink and p.up and p.peer is not None:
         settle_width_speed(p, p.peer)
-    for name in _PI_STORED:
-        p.extra[name] = getattr(pi, name)
-    if pi.link_down_default_state:  # 0 means "no change"
-        p.extra["link_down_default_state"] = pi.link_down_default_state
-    if pi.client_reregister:
+    extra = p.extra
+    for name, v in zip(_PI_STORED, stored, strict=True):
+        extra[name] = v
+    if down_default:  # 0 means "no change"
+        extra["link_down_default_state"] = down_default
+    if reregister:
         events.append("CLIENT_REREGISTER")
-    if pi.port_physical_state == DISABLED:
+    if phys == DISABLED:
         set_enabled(p, False)
-    elif pi.port_physical_state == 2 and not p.enabled:
+    elif phys == 2 and not p.enabled:
         set_enabled(p, True)
-    request_state(p, pi.port_state)
+    request_state(p, state)
     if isinstance(node, Ca):
         for ev in events:
             node.async_event(p, ev)
@@ -368,7 +376,7 @@ def _port_info(node: Node, inp: Port, method: int, am: int, data: bytes) -> tupl
     if method == SET:
         if not node.is_switch and p is not inp:
             return BAD_PARAM, data
-        status = _port_info_set(p, PortInfo.decode(data))
+        status = _port_info_set(p, data)
         if status:
             return status, data
     return OK, port_info_bytes(p, inp.num)

@@ -636,26 +636,27 @@ _HEADER_FOR: dict[int, type[Record]] = {
 _COVERED: dict[type[Record], int] = {
     c: sum(s.mask << s.shift for s in c.SLOTS) for c in (DrSmpHeader, SmpHeader, MadHeader)}
 """The bits each header's fields cover: a decode and re-encode zeroes the rest (reserved)."""
+_SET = {c: {s.name: (m & ~(s.mask << s.shift), s.shift, s.mask) for s in c.SLOTS if s.kind == INT}
+        for c, m in _COVERED.items()}  # per field: the covered bits but its own, shift, mask
 
 
 def _patch(buf: bytearray, changes: dict[str, Any]) -> bytes:
     """The header with ``changes`` (errors from the record's decode/replace/encode)."""
     cls = _HEADER_FOR.get(buf[1], MadHeader)
-    size = cls.SIZE
+    size, fields = cls.SIZE, _SET[cls]
     total = int.from_bytes(buf[:size], "big") & _COVERED[cls]
     for name, v in changes.items():
-        s = cls.BY_NAME.get(name)
-        if s is None or s.kind != INT or not isinstance(v, int) or not 0 <= v <= s.mask:
+        f = fields.get(name)
+        if f is None or not isinstance(v, int) or not 0 <= v <= f[2]:
             buf[:size] = cls.decode(buf).replace(**changes).encode()
             return bytes(buf)
-        total = total & ~(s.mask << s.shift) | v << s.shift
+        total = total & f[0] | v << f[1]
     buf[:size] = total.to_bytes(size, "big")
     return bytes(buf)
 
 
 def with_header(mad: Buffer, **changes: Any) -> bytes:
-    """A copy of ``mad`` (padded to 256 bytes) with header fields changed: fields of
-    :class:`DrSmpHeader`, :class:`SmpHeader` or :class:`MadHeader` by the class."""
+    """A copy of ``mad`` (padded to 256 bytes) with fields of its class's header changed."""
     return _patch(_full(mad), changes)
 
 
