@@ -487,7 +487,7 @@ DISCARD = b""
 
 _CLASS, _METHOD, _ATTR, _AM = (MadHeader.BY_NAME[f].byte
                                for f in ("mgmt_class", "method", "attr_id", "attr_mod"))
-_SMP_CLASSES = (MgmtClass.SUBN_LID_ROUTED, MgmtClass.SUBN_DIRECTED_ROUTE)
+_SMP_CLASSES = frozenset((int(MgmtClass.SUBN_LID_ROUTED), int(MgmtClass.SUBN_DIRECTED_ROUTE)))
 _SMP_END = SMP_DATA_OFFSET + SMP_DATA_SIZE
 
 

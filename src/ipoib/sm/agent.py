@@ -61,7 +61,7 @@ class SmBinding:
         self.flush()
 
     def _rx(self, rx: ReceivedMad) -> None:
-        addr = MadAddr(slid=rx.slid, src_qp=rx.src_qp, pkey=rx.pkey, sl=rx.sl, dlid=rx.dlid)
+        addr = MadAddr(rx.slid, rx.src_qp, rx.pkey, rx.sl, rx.dlid)
         self.sm.receive(rx.mad, addr, self.fabric.now)
         self.flush()
         self.received += 1

@@ -68,6 +68,8 @@ DROP_REASONS = frozenset({
 })
 
 ROUTING_ENGINES = ("minhop", "updn")
+_SMP_CLASSES = frozenset((int(MgmtClass.SUBN_DIRECTED_ROUTE), int(MgmtClass.SUBN_LID_ROUTED)))
+_SA_CLASS = int(MgmtClass.SUBN_ADM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,13 +235,13 @@ class SubnetManager:
             self.drops["malformed"] += 1
             return
         cls, method = mad[1], mad[3]
-        if cls in (MgmtClass.SUBN_DIRECTED_ROUTE, MgmtClass.SUBN_LID_ROUTED):
+        if cls in _SMP_CLASSES:
             if is_response(method):
                 if not self.tx.on_response(mad, now):
                     self.drops["stray_response"] += 1
             else:
                 self._smp_request(mad, addr)
-        elif cls == MgmtClass.SUBN_ADM:
+        elif cls == _SA_CLASS:
             if self.state != SmState.MASTER or not self.subnet_up:
                 self.drops["sa_not_master"] += 1
                 return

@@ -42,6 +42,7 @@ _HC = DrSmpHeader.BY_NAME["hop_count"].byte
 _STATUS = DrSmpHeader.BY_NAME["direction"].byte
 _ATTR = DrSmpHeader.BY_NAME["attr_id"].byte
 _DATA_END = SMP_DATA_OFFSET + SMP_DATA_SIZE
+_DR_CLASS = int(MgmtClass.SUBN_DIRECTED_ROUTE)
 
 Path = tuple[int, ...]
 """A directed route: the egress port at each hop (InitialPath entries 1..HopCount)."""
@@ -217,7 +218,7 @@ class SmpTransactions:
             return False
         req.done = True
         status = mad[_STATUS] << 8 | mad[_STATUS + 1]
-        if mad[1] == MgmtClass.SUBN_DIRECTED_ROUTE:
+        if mad[1] == _DR_CLASS:
             status &= 0x7FFF  # the D bit
         req.callback(req.ctx, status, bytes(mad[SMP_DATA_OFFSET:_DATA_END]))
         self._pump()
