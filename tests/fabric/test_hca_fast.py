@@ -158,3 +158,43 @@ def test_post_recv_list_posts_all_or_none() -> None:
     b.qp.modify(QPAttr(qp_state=QPState.RESET))
     with pytest.raises(VerbsError):
         b.qp.post_recv_list([RecvWR(1, 4096)])
+
+
+def test_a_chain_is_the_same_as_one_post_per_payload() -> None:
+    payloads = [b"a", b"bb" * 600, b"c" * 2047, b"dddd", b"e" * 2044, b"f" * 3]
+    got = []
+    for chain in (False, True):
+        fabric, _ = line3()
+        a, b = ud(fabric, "hca-1"), ud(fabric, "hca-3")
+        a.qp.sq_sig_all = False
+        b.post_recvs(16)
+        buf = _tapped(fabric)
+        wr = _wr(a, b)
+        wr.send_flags = 2  # SIGNALED, for those the mask selects
+        if chain:
+            a.qp.post_send_sg_list(wr, b"hd", payloads, 40, 3)
+        else:
+            for i, p in enumerate(payloads):
+                wr.wr_id = 40 + i
+                wr.send_flags = 0 if (40 + i) & 3 else 2
+                a.qp.post_send_sg(wr, b"hd", p)
+        sends = [(w.wr_id, w.status, w.byte_len) for w in a.cq.poll(16)]
+        recvs = [w.data for w in b.cq.poll(16) if w.opcode == WCOpcode.RECV]
+        got.append((sends, recvs, _wire(buf), fabric.port("hca-1", 1).xmit_pkts))
+    assert got[0] == got[1]
+    sends, recvs, wire, _ = got[1]
+    assert recvs == wire == [b"hd" + p for p in payloads if len(p) + 2 <= 2048]
+    # ids 40..45: the mask signals 40 and 44; 42 (2049 bytes) completes with an error anyway
+    assert [(s[0], s[1]) for s in sends] == [(40, WCStatus.SUCCESS), (42, WCStatus.LOC_LEN_ERR),
+                                             (44, WCStatus.SUCCESS)]
+
+
+def test_a_chain_reports_an_oversized_payload_in_its_place() -> None:
+    fabric, _ = line3()
+    a, b = ud(fabric, "hca-1"), ud(fabric, "hca-3")
+    b.post_recvs(4)
+    wr = _wr(a, b)
+    a.qp.post_send_sg_list(wr, b"", [b"ok", b"x" * 2049, b"fine"], 7)  # sq_sig_all
+    assert [(w.wr_id, w.status) for w in a.cq.poll(8) if w.opcode == WCOpcode.SEND] == [
+        (7, WCStatus.SUCCESS), (8, WCStatus.LOC_LEN_ERR), (9, WCStatus.SUCCESS)]
+    assert [w.data for w in b.cq.poll(8) if w.opcode == WCOpcode.RECV] == [b"ok", b"fine"]
