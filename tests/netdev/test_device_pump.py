@@ -4,8 +4,9 @@ between calls, so every call that can move a deadline must show in ``get_timer``
 from __future__ import annotations
 
 from ipoib.fabric.topogen import fat_tree
+from ipoib.wire.ip import udp_packet
 
-from .net import echo, start, v4
+from .net import echo, seq_of, start, v4, v6
 
 
 def test_a_slow_path_send_brings_the_deadline_forward() -> None:
@@ -49,3 +50,54 @@ def test_an_sa_answer_wakes_the_device() -> None:
     got = net.run_until("hca-2", 1, timeout=2)  # ARP, then a PathRecord answered by the SA
     assert len(got) == 1 and net.path_queries("hca-1") == 1
     assert a.sa.stats["sent_path"] == 1 and not a._mads
+
+
+def _mixed() -> list[bytes]:
+    """Runs to two resolved neighbours, IPv6, an unresolved one, too long, multicast."""
+    big = udp_packet(v4(1), v4(2), 1, 2, bytes(2044 - 28))  # exactly the MTU
+    return [
+        echo(v4(1), v4(2), 1), echo(v4(1), v4(2), 2, size=1000), big,
+        echo(v4(1), v4(3), 3), echo(v4(1), v4(3), 4),
+        echo(v4(1), v4(2), 5),
+        echo(v6(1), v6(2), 6),
+        echo(v4(1), v4(4), 7),  # not resolved yet: queued behind ARP
+        udp_packet(v4(1), v4(2), 1, 2, bytes(2045 - 28)),  # one byte over the MTU
+        echo(v4(1), v4(2), 8),
+        udp_packet(v4(1), "224.1.2.3", 5, 6, b"to a group"),
+        echo(v4(1), v4(3), 9),
+    ]
+
+
+def test_a_batch_from_the_host_is_sent_as_one_packet_at_a_time_would_be() -> None:
+    got = []
+    for batch in (False, True):
+        net = start(fat_tree(8), ["hca-1", "hca-2", "hca-3", "hca-4"])
+        a = net["hca-1"]
+        for dst in ("hca-2", "hca-3"):
+            net.send("hca-1", dst, 1)
+            net.send("hca-1", dst, 1, ipv6=True)
+        for h in ("hca-2", "hca-3"):
+            net[h].drain_to_host()
+        now = net.clock.now
+        if batch:
+            a.transmit_batch(_mixed(), now)
+        else:
+            for p in _mixed():
+                a.transmit(p, now)
+        net.clock.advance(2)
+        got.append(({h: [seq_of(p) for p in net[h].drain_to_host()]
+                     for h in ("hca-2", "hca-3", "hca-4")},
+                    a.counters(), net.path_queries("hca-1"), a._seq))
+    assert got[0] == got[1]
+    received, counters, _, _ = got[1]
+    assert received["hca-2"][:3] == [1, 2, 0] and 6 in received["hca-2"]
+    assert received["hca-3"] == [3, 4, 9] and received["hca-4"] == [7]
+    assert counters["drop_tx_too_long"] == 1
+
+
+def test_a_batch_without_carrier_is_dropped_and_counted() -> None:
+    net = start(fat_tree(4), ["hca-1", "hca-2"])
+    a = net["hca-1"]
+    a.close(net.clock.now)
+    a.transmit_batch([echo(v4(1), v4(2), i) for i in range(5)], net.clock.now)
+    assert a.counters()["drop_tx_no_carrier"] == 5

@@ -47,6 +47,10 @@ class RelayEndpoint:
         """Queue ``packet`` for the peer's host."""
         self.peer.out.append(packet)
 
+    def transmit_batch(self, packets: list[bytes], now: float) -> None:
+        """Queue a read batch for the peer's host (the runtime's batch hand-over)."""
+        self.peer.out.extend(packets)
+
     def drain_to_host(self) -> Iterable[bytes]:
         """What the peer sent since the last drain."""
         out = self.out

@@ -2,8 +2,9 @@
 
 One event loop owns every host's TUN fd. A readable fd is drained with ``os.read`` until
 EAGAIN (at most :data:`~ipoib.host.tun.READ_BUDGET` packets, so one busy host cannot starve
-the rest); each packet goes straight to ``endpoint.transmit(packet, now)``, synchronously, with
-no coroutine or queue per packet. After every batch the runtime follows the pump contract of
+the rest); the packets go straight to the endpoint, synchronously, with no coroutine or queue
+per packet: all of them in one ``endpoint.transmit_batch(packets, now)`` when the endpoint has
+that (an IPoIB device, the relay), else one ``endpoint.transmit(packet, now)`` each. After every batch the runtime follows the pump contract of
 docs/conventions.md: ``process(now)`` on every pumpable, then whatever each endpoint has for
 its host is written to its TUN, then one ``loop.call_at`` is armed for the earliest
 ``get_timer()``. A timer already armed earlier than needed is left alone (it fires, pumps and
@@ -55,6 +56,9 @@ RUNTIME_DROPS = ("tun_read_error", "tun_write_error")
 """Reasons a packet is lost in the runtime itself (everything else is the endpoints')."""
 
 
+BatchTransmit = Callable[[list[bytes], float], None]
+
+
 @dataclass(slots=True)
 class Attachment:
     """One TUN fd tied to one endpoint, with the runtime's view of its carrier."""
@@ -64,6 +68,8 @@ class Attachment:
     carrier: bool = False
     rx_packets: int = 0
     tx_packets: int = 0
+    batch: BatchTransmit | None = None
+    """The endpoint's ``transmit_batch(packets, now)``, when it has one."""
 
 
 CarrierCallback = Callable[[Attachment], None]
@@ -90,7 +96,7 @@ class Runtime:
 
     def attach(self, tun: Tun, endpoint: Endpoint) -> Attachment:
         """Serve ``tun`` with ``endpoint`` (before :meth:`run`, or while it runs)."""
-        att = Attachment(tun, endpoint)
+        att = Attachment(tun, endpoint, batch=getattr(endpoint, "transmit_batch", None))
         self.attachments.append(att)
         if self._loop is not None:
             self._add_reader(att)
@@ -108,21 +114,37 @@ class Runtime:
     # -- the hot path -------------------------------------------------------------------
 
     def _on_readable(self, att: Attachment) -> None:
-        """Read until EAGAIN (or the budget), hand each packet over, then pump once."""
+        """Read until EAGAIN (or the budget), hand the packets over, then pump once."""
         assert self._loop is not None
         now = self._loop.time()
-        read, fd, size, transmit = os.read, att.tun.fd, att.tun.mtu, att.endpoint.transmit
-        n = 0
+        read, fd, size = os.read, att.tun.fd, att.tun.mtu
         budget = self._budget
-        try:
-            while n < budget:
-                transmit(read(fd, size), now)
-                n += 1
-        except BlockingIOError:
-            pass
-        except OSError:
-            self.drops["tun_read_error"] += 1
-            self._loop.remove_reader(fd)
+        batch = att.batch
+        if batch is not None:  # the whole read batch in one call
+            packets: list[bytes] = []
+            try:
+                while len(packets) < budget:
+                    packets.append(read(fd, size))
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.drops["tun_read_error"] += 1
+                self._loop.remove_reader(fd)
+            n = len(packets)
+            if n:
+                batch(packets, now)
+        else:
+            transmit = att.endpoint.transmit
+            n = 0
+            try:
+                while n < budget:
+                    transmit(read(fd, size), now)
+                    n += 1
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.drops["tun_read_error"] += 1
+                self._loop.remove_reader(fd)
         att.rx_packets += n
         self.pump(now)
 

@@ -29,6 +29,7 @@ the next signalled completion.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import NamedTuple
@@ -182,6 +183,7 @@ class DeviceControl:
         self._hops = self.addressing.hops
         self._neigh_entries = self.neighs.entries
         self._post = self._post_closed
+        self._post_list = self._post_list_closed
 
     # --- bring-up ------------------------------------------------------------------------------
 
@@ -281,16 +283,23 @@ class DeviceControl:
         for wr in self._ring:
             qp.post_recv(wr)
         self._post = qp.post_send_sg
+        self._post_list = qp.post_send_sg_list
 
     def _qp_stop(self) -> None:
         """To RESET: nothing posted is in flight any more, so every AH may go."""
         if self.qp is not None and self.qp.state != QPState.RESET:
             self.qp.modify(QPAttr(qp_state=QPState.RESET))
         self._post = self._post_closed
+        self._post_list = self._post_list_closed
         self.reaper.tx_done = self._seq
 
     @staticmethod
     def _post_closed(wr: SendWR, head: bytes, payload: bytes) -> None:
+        raise VerbsError("the QP is not ready")
+
+    @staticmethod
+    def _post_list_closed(wr: SendWR, head: bytes, payloads: Sequence[bytes],
+                          first_wr_id: int, signal_mask: int = 0) -> None:
         raise VerbsError("the QP is not ready")
 
     def _up(self, now: float) -> None:
