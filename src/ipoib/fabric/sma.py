@@ -348,11 +348,9 @@ def _port_info_set(p: Port, data: bytes) -> int:
         relink = True
     if relink and p.up and p.peer is not None:
         settle_width_speed(p, p.peer)
-    extra = p.extra
-    for name, v in zip(_PI_STORED, stored, strict=True):
-        extra[name] = v
+    p.extra.update(zip(_PI_STORED, stored, strict=True))
     if down_default:  # 0 means "no change"
-        extra["link_down_default_state"] = down_default
+        p.extra["link_down_default_state"] = down_default
     if reregister:
         events.append("CLIENT_REREGISTER")
     if phys == DISABLED:
