@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 
-from ipoib.fabric import Fabric
+from ipoib.fabric import AH, AHAttr, Fabric, GlobalRoute
 from ipoib.fabric.node import ACTIVE, INIT
 from ipoib.fabric.verbs import WCOpcode
 from ipoib.wire.capture import LINKTYPE_ERF, PcapReader, PcapWriter
@@ -14,6 +14,7 @@ from ipoib.wire.smp import LftBlock, SmpAttr
 from .tinysm import TinySm
 from .util import Ud, line3, ud
 
+MGID = bytes.fromhex("ff12401bffff00000000000000000001")
 COUNTERS = ("xmit_pkts", "xmit_words", "rcv_pkts", "rcv_words", "xmit_mcast", "rcv_mcast")
 
 
@@ -149,3 +150,31 @@ def test_counters_read_between_packets_see_every_packet() -> None:
     a.send(b, b"x" * 100)
     assert sw2_out.xmit_pkts == 3
     assert into_b.rcv_pkts == received + 7
+
+
+def test_transmit_list_is_one_transmit_per_packet() -> None:
+    got = []
+    for listed in (False, True):
+        fabric, sm = line3()
+        sm.add_mcast(0xC001, [("hca-1", 1), ("hca-3", 1)])
+        a, b = _pair(fabric)
+        mid = ud(fabric, "hca-2")
+        mid.post_recvs(8)
+        b.qp.attach_mcast(MGID, 0xC001)
+        port = fabric.port("hca-1", 1)
+        pkts = []
+        for dst, payload in ((b, b"one"), (b, b"two"), (mid, b"three"), (b, b"four")):
+            ah = AH(a.pd, AHAttr(dlid=dst.lid))
+            pkts.append(ah.template(a.qp.qp_num, 0x1B, 0xFFFF, dst.qp.qp_num).packet(payload))
+        group = AH(a.pd, AHAttr(dlid=0xC001, is_global=True, gr=GlobalRoute(dgid=MGID)))
+        pkts.insert(2, group.template(a.qp.qp_num, 0x1B, 0xFFFF, 0xFF_FFFF).packet(b"all"))
+        pkts.append(pkts[0][:10])  # malformed: dropped at the receiving HCA, counted
+        if listed:
+            fabric.transmit_list(port, pkts)
+        else:
+            for p in pkts:
+                fabric.transmit(port, p)
+        got.append(([w.data for w in b.cq.poll(16)], [w.data for w in mid.cq.poll(16)],
+                    _counters(fabric), fabric.drops()))
+    assert got[0] == got[1]
+    assert got[1][0] == [b"one", b"two", b"all", b"four"] and got[1][1] == [b"three"]

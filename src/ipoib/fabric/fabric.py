@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..wire.capture import PcapWriter
@@ -212,32 +212,56 @@ class Fabric:
         """Send ``pkt`` out of ``port`` (the node's own egress); it is carried to its end
         before this returns, unless a transmit is already in progress (then it queues).
 
-        A data packet to a unicast DLID takes the cached route when there is one (see the
-        module docstring): the same counters, the same end, no per-hop decisions."""
+        A data packet to a unicast DLID takes the cached route (:meth:`transmit_list`);
+        VL15, multicast and anything sent while a tap records go hop by hop."""
         if self._pumping:
             self._work.append((port, pkt, hops))
             return
+        if not (hops or pkt[0] >= 0xF0 or self._tap is not None or pkt[2] >= 0xC0):
+            self.transmit_list(port, (pkt,))
+            return
         self._pumping = True
         try:
-            if hops or pkt[0] >= 0xF0 or self._tap is not None or pkt[2] >= 0xC0:
-                self._hop(port, pkt, hops)  # VL15, a tap records, or multicast (DLID 0xC000+)
-            else:
-                dlid = pkt[2] << 8 | pkt[3]
-                route = port.fwd.get(dlid)
-                if route is None or route.gen != self.fwd_gen:
-                    route = self._trace(port, dlid)
-                node, end = route.node, route.end
-                if node is None or end is None:
-                    self._hop(port, pkt, 0)
-                else:
-                    if not route.pkts:
-                        self._unsettled.append(route)
-                    route.pkts += 1
-                    route.words += (len(pkt) >> 2) + 1
-                    hca.receive(self, node, end, pkt)
+            self._hop(port, pkt, hops)
             work = self._work
             while work:
                 self._hop(*work.popleft())
+        finally:
+            self._pumping = False
+
+    def transmit_list(self, port: Port, pkts: Sequence[bytes]) -> None:
+        """Send packets out of ``port`` in order, exactly as one :meth:`transmit` each; a
+        data packet to a unicast DLID takes the cached route (the module docstring), looked
+        up once for a run of packets to the same DLID (a chain from one address handle)."""
+        if self._pumping:
+            self._work.extend((port, pkt, 0) for pkt in pkts)
+            return
+        self._pumping = True
+        try:
+            work = self._work
+            key = -1
+            route: Route | None = None
+            for pkt in pkts:
+                if pkt[0] >= 0xF0 or self._tap is not None or pkt[2] >= 0xC0:
+                    self._hop(port, pkt, 0)  # VL15, a tap records, multicast (DLID 0xC000+)
+                else:
+                    dlid = pkt[2] << 8 | pkt[3]
+                    if route is None or dlid != key or route.gen != self.fwd_gen:
+                        route = port.fwd.get(dlid)
+                        if route is None or route.gen != self.fwd_gen:
+                            route = self._trace(port, dlid)
+                        key = dlid
+                    node, end = route.node, route.end
+                    if node is None or end is None:
+                        self._hop(port, pkt, 0)
+                    else:
+                        if not route.pkts:
+                            self._unsettled.append(route)
+                        route.pkts += 1
+                        route.words += (len(pkt) >> 2) + 1
+                        hca.receive(self, node, end, pkt)
+                while work:
+                    self._hop(*work.popleft())
         finally:
             self._pumping = False
 

@@ -447,7 +447,9 @@ class QP:
         ``wr``'s SIGNALED flag applies to those whose id has no bit of ``signal_mask`` set
         (0: every one; 15: every 16th), the usual selective signalling; ``sq_sig_all``
         signals all. The QP, the address handle and the header are checked and looked up
-        once for the chain, which is what makes it cheaper than one post per packet."""
+        once for the chain, which is what makes it cheaper than one post per packet; the
+        packets leave together (``Fabric.transmit_list``) and the send completions are
+        queued once they have."""
         if not self._tx_ok:
             if self.qp_type != QPType.UD:
                 raise VerbsError("RC transport is not implemented", errno.EOPNOTSUPP)
@@ -478,21 +480,17 @@ class QP:
                 t = ah.template(self.qp_num, qkey, pkey, dest_qp)
                 ah._last = (key, t)
         fabric = self.ctx.fabric
-        send: Callable[[Port, bytes], None]
-        if mcast:
-            send = fabric.transmit
-        elif lid and lid <= dlid < lid + (1 << port.lmc):
-            send = fabric.loopback
-        else:
-            send = fabric.transmit
+        local = not mcast and lid and lid <= dlid < lid + (1 << port.lmc)
         scq, qpn, hlen = self.scq, self.qp_num, len(head)
         signaled = self.sq_sig_all or wr.send_flags & _SIGNALED
         every = 0 if self.sq_sig_all else signal_mask
         wr_id = first_wr_id
+        pkts: list[bytes] = []
+        done: list[WC | WcTuple] = []
         for payload in payloads:
             n = hlen + len(payload)
             if n > limit:
-                scq.push(WC(wr_id, _LOC_LEN_ERR, _OP_SEND, n, qpn))
+                done.append(WC(wr_id, _LOC_LEN_ERR, _OP_SEND, n, qpn))
                 wr_id += 1
                 continue
             if t is not None:
@@ -504,10 +502,18 @@ class QP:
             if mcast:
                 port.xmit_mcast += 1
                 _mcast_deliver(self.node, port, pkt, dlid, self)
-            send(port, pkt)
+            pkts.append(pkt)
             if signaled and not wr_id & every:
-                scq.push((wr_id, _SUCCESS, _OP_SEND, n, qpn, 0, 0, 0, 0, 0, 0, 0, None, b""))
+                done.append((wr_id, _SUCCESS, _OP_SEND, n, qpn, 0, 0, 0, 0, 0, 0, 0, None,
+                             b""))
             wr_id += 1
+        if local:
+            for pkt in pkts:
+                fabric.loopback(port, pkt)
+        else:
+            fabric.transmit_list(port, pkts)
+        for wc in done:  # the chain's completions, once its packets have left
+            scq.push(wc)
 
     # multicast
 
