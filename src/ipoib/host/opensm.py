@@ -293,7 +293,7 @@ class OpenSm:
             if self.state == "exited":
                 raise self._failure(f"exited with status {self.last_exit} before {SUBNET_UP}")
             if time.monotonic() >= deadline:
-                self.stop()
+                await self.terminate()
                 raise self._failure(f"did not report {SUBNET_UP} within "
                                     f"{self.config.timeout:g} s")
             await asyncio.sleep(START_POLL)
@@ -336,6 +336,21 @@ class OpenSm:
         self._arm(WATCH_INTERVAL, self._watch)
 
     # -- stopping ----------------------------------------------------------------------
+
+    async def terminate(self, grace: float = STOP_GRACE) -> None:
+        """Stop the process while the loop goes on serving the ibsim sockets (umad2sim
+        waits for the server to answer its goodbye): SIGTERM, then SIGKILL."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        deadline = time.monotonic() + grace
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(START_POLL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        self.last_exit = proc.returncode
 
     def stop(self, grace: float = STOP_GRACE) -> None:
         """Stop watching and stop the process: SIGTERM, then SIGKILL after ``grace``."""
