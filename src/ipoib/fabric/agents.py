@@ -64,7 +64,7 @@ from ..wire.mad import (
 )
 from ..wire.smp import SmpAttr, trap_128
 from . import pma, sma
-from .node import CAP_IS_SM, Node, Port
+from .node import CAP_IS_SM, Node, Port, Switch
 
 if TYPE_CHECKING:
     from .fabric import Fabric
@@ -206,7 +206,8 @@ class MadAgent:
             tid = self.agent_id << 32 | int.from_bytes(mad[_TID_B + 4:_TID_B + 8], "big")
             mad = with_header(mad, tid=tid, hop_pointer=1)
             node = self.node
-            out = mad[DR_INITIAL_PATH_OFFSET + 1] if node.is_switch else self.port_num
+            out = mad[DR_INITIAL_PATH_OFFSET + 1] if isinstance(node, Switch) \
+                else self.port_num
             if 1 <= out <= node.nports:
                 self.fabric.transmit(node.ports[out], _DR_HEADER + mad)
             else:
@@ -303,7 +304,7 @@ def _dr_fast(fabric: Fabric, node: Node, port: Port, pkt: bytes, in_port: int) -
         return False
     if pkt[_D] & 0x80:
         if 2 <= hp <= hc:
-            if not node.is_switch:
+            if not isinstance(node, Switch):
                 return False
             out = pkt[_RPATH + hp - 1]
             buf = bytearray(pkt)
@@ -323,7 +324,7 @@ def _dr_fast(fabric: Fabric, node: Node, port: Port, pkt: bytes, in_port: int) -
         else:
             return False
     elif hp < hc:
-        if hp == 0 or not node.is_switch:
+        if hp == 0 or not isinstance(node, Switch):
             return False
         out = pkt[_IPATH + hp + 1]
         buf = bytearray(pkt)
