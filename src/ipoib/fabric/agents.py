@@ -82,17 +82,18 @@ _DR_HEADER = UdTemplate(vl=15, sl=0, dlid=PERMISSIVE, slid=PERMISSIVE, pkey=0xFF
 a directed part carries (:func:`_dr_packet`), so a switch passing one on need not rebuild it."""
 _M = len(_DR_HEADER)
 _DR_LEN = _M + MAD_SIZE
-(_BASE_B, _CLASS_B, _METHOD_B, _D_B, _HP_B, _HC_B, _TID_B, _DRSLID_B, _DRDLID_B) = (
-    DrSmpHeader.BY_NAME[f].byte for f in ("base_version", "mgmt_class", "method", "direction",
-                                          "hop_pointer", "hop_count", "tid", "dr_slid",
-                                          "dr_dlid"))
+(_CLASS_B, _METHOD_B, _D_B, _HP_B, _HC_B, _TID_B, _DRSLID_B, _DRDLID_B) = (
+    DrSmpHeader.BY_NAME[f].byte for f in ("mgmt_class", "method", "direction", "hop_pointer",
+                                          "hop_count", "tid", "dr_slid", "dr_dlid"))
 """Byte offsets in a DR SMP, from its declared header."""
-_BASE, _CLASS, _METHOD, _D, _HP, _HC, _DRSLID, _DRDLID = (
-    _M + b for b in (_BASE_B, _CLASS_B, _METHOD_B, _D_B, _HP_B, _HC_B, _DRSLID_B, _DRDLID_B))
+_METHOD, _D, _HP, _HC, _DRSLID, _DRDLID = (
+    _M + b for b in (_METHOD_B, _D_B, _HP_B, _HC_B, _DRSLID_B, _DRDLID_B))
 """The same offsets in a packet that starts with :data:`_DR_HEADER`."""
 _IPATH = _M + DR_INITIAL_PATH_OFFSET
 _RPATH = _M + DR_RETURN_PATH_OFFSET
 _DR_CLASS = int(MgmtClass.SUBN_DIRECTED_ROUTE)
+_DR_PREFIX = _DR_HEADER + DrSmpHeader().encode()[:_CLASS_B + 1]
+""":data:`_DR_HEADER` and a DR SMP's BaseVersion and MgmtClass: what the fast paths take."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,8 +297,7 @@ def _dr_fast(fabric: Fabric, node: Node, port: Port, pkt: bytes, in_port: int) -
     anything else (other headers, LID-routed ends, traps, bad counts) is left to the general
     path: False, with nothing done.
     """
-    if (len(pkt) != _DR_LEN or pkt[_CLASS] != _DR_CLASS or pkt[_BASE] != 1
-            or not pkt.startswith(_DR_HEADER)):
+    if len(pkt) != _DR_LEN or not pkt.startswith(_DR_PREFIX):
         return False
     hp, hc = pkt[_HP], pkt[_HC]
     if hc > MAX_HOP_COUNT or in_port > 0xFF:
