@@ -20,8 +20,10 @@ ignored on decode. ``cm=N`` gives an SA ComponentMask bit (IBA 15.2.5), used by 
 Encoding and decoding go through one big integer per record. :func:`layout` also compiles,
 once per class, a straight-line encoder and decoder for those shifts and masks (a sweep of a
 large subnet decodes and encodes hundreds of thousands of attributes); the generic loops stay
-as the reference and produce every error. The data-path headers in :mod:`ipoib.wire.ib` use
-precompiled structs.
+as the reference and produce every error. For the hottest management answers, the same slots
+also compile :func:`packer` (encode a few named fields, the rest at their defaults),
+:func:`reader` and :func:`patcher` (read or write a few fields in place). The data-path
+headers in :mod:`ipoib.wire.ib` use precompiled structs.
 """
 
 from __future__ import annotations
