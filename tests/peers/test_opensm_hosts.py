@@ -197,6 +197,9 @@ def test_hosts_joined_the_broadcast_group_opensm_made(osm: Run) -> None:
     for host, groups in osm.show("mcast").items():
         bcast = [g for g in groups if g["mgid"] == BROADCAST]
         assert bcast and bcast[0]["complete"] and bcast[0]["mlid"] == 0xC000, (host, groups)
+    # OpenSM made the group when the first host joined
+    log = (osm.run_dir / "opensm" / "opensm.log").read_text()
+    assert '"New mcast group created", MGID:ff12:401b:ffff::ffff:ffff' in log
     mc = osm.diag("saquery", "-g")  # answered by OpenSM's SA, the only SA there is
     assert field(mc, "MGID") == "ff12:401b:ffff::ffff:ffff"
     assert field(mc, "Mlid") == "0xC000" and field(mc, "pkey") == "0xFFFF"
@@ -329,15 +332,22 @@ def test_no_subnet_up_is_a_one_line_error_and_leaves_nothing(tmp_path: Path) -> 
 
 
 @needs_root
-def test_a_daemon_killed_with_sigkill_leaves_no_opensm(tmp_path: Path) -> None:
-    require("opensm")
+def test_sm_node_partitions_and_a_sigkilled_daemon_leaves_no_opensm(tmp_path: Path) -> None:
+    require("opensm", "smpquery")
     net = tmp_path / "line.net"
     net.write_text(netfile.dumps(topogen.line(2, 2)))
+    (tmp_path / "partitions.conf").write_text(
+        "Default=0x7fff, ipoib : ALL=full ;\nstorage=0x8001, ipoib : ALL=full ;\n")
     run = Run(tmp_path)
     try:
-        run.ipoib("up", str(net), "--sm", "opensm", "--sm-node", "hca-2", "--detach")
+        run.ipoib("up", str(net), "--sm", "opensm", "--sm-node", "hca-2", "--partitions",
+                  "partitions.conf", "--detach")
         sm = run.show("sm")
         assert sm["node"] == "hca-2" and our_opensms(run.run_dir) == [sm["pid"]]
+        assert re.search(r"sm lid \d+ sm guid 0x100003", run.diag("sminfo"))  # hca-2's port
+        hosts = {h["host"]: h for h in run.show("hosts")}
+        pkeys = run.diag("smpquery", "pkeys", str(hosts["hca-4"]["lid"]), "1")
+        assert re.search(r"^\s+0: 0xffff 0x8001 ", pkeys, re.MULTILINE), pkeys
         daemon = run.request("status")["pid"]
         os.kill(daemon, signal.SIGKILL)
         wait_for("OpenSM to follow its daemon", lambda: not our_opensms(run.run_dir),
