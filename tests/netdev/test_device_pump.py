@@ -101,3 +101,30 @@ def test_a_batch_without_carrier_is_dropped_and_counted() -> None:
     a.close(net.clock.now)
     a.transmit_batch([echo(v4(1), v4(2), i) for i in range(5)], net.clock.now)
     assert a.counters()["drop_tx_no_carrier"] == 5
+
+
+def test_a_sleeping_device_is_woken_by_each_completion_after_it_ran() -> None:
+    net = start(fat_tree(4), ["hca-1", "hca-2"])
+    a, b = net["hca-1"], net["hca-2"]
+    net.send("hca-1", "hca-2", 1)  # resolve first
+    b.drain_to_host()
+    woken: list[int] = []
+    b.set_wakeup(lambda: woken.append(len(woken)))
+    assert woken == [0]  # runs once to say when it is next due
+    now = net.clock.now
+    b.process(now)  # arms the CQs
+    a.transmit(echo(v4(1), v4(2), 1), now)
+    a.transmit(echo(v4(1), v4(2), 2), now)
+    assert woken == [0]  # completion handlers run from the fabric's process, not inside
+    net.fabric.process(now)
+    assert woken == [0, 1]  # one wakeup for the armed CQ
+    b.process(now)
+    assert [seq_of(p) for p in b.drain_to_host()] == [1, 2]
+    a.transmit(echo(v4(1), v4(2), 3), now)
+    net.fabric.process(now)
+    assert woken == [0, 1, 2]  # armed again by that process
+    b.set_wakeup(None)
+    b.process(now)
+    a.transmit(echo(v4(1), v4(2), 4), now)
+    net.fabric.process(now)
+    assert woken == [0, 1, 2] and b.get_timer() == now  # plain pump contract again

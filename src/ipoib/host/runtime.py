@@ -23,7 +23,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from functools import partial
+from typing import Protocol, cast
 
 from .tun import READ_BUDGET, Tun
 
@@ -36,6 +37,9 @@ class Pumpable(Protocol):
 
     def get_timer(self) -> float | None:
         """When :meth:`process` next needs to run (loop time), or None."""
+
+
+Wakeup = Callable[[], None]
 
 
 class Endpoint(Protocol):
@@ -51,6 +55,8 @@ class Endpoint(Protocol):
     def carrier(self) -> bool:
         """Whether the link is usable (an IPoIB device: joined to the broadcast group)."""
 
+
+_NEVER = float("inf")
 
 RUNTIME_DROPS = ("tun_read_error", "tun_write_error")
 """Reasons a packet is lost in the runtime itself (everything else is the endpoints')."""
@@ -70,6 +76,10 @@ class Attachment:
     tx_packets: int = 0
     batch: BatchTransmit | None = None
     """The endpoint's ``transmit_batch(packets, now)``, when it has one."""
+    wake: Wakeup | None = None
+    """Wakes the endpoint when it is also a pumpable that sleeps (``set_wakeup``)."""
+    sleeper: Pumpable | None = None
+    """The endpoint as that pumpable."""
 
 
 CarrierCallback = Callable[[Attachment], None]
@@ -81,6 +91,22 @@ class Runtime:
     def __init__(self, pumpables: Sequence[Pumpable] = (), *,
                  budget: int = READ_BUDGET) -> None:
         self.pumpables: list[Pumpable] = list(pumpables)
+        self._eager: list[Pumpable] = []
+        self._sleepers: dict[int, Wakeup] = {}
+        """id(pumpable) -> its wakeup, for the pumpables that offer ``set_wakeup``."""
+        self._awake: dict[Pumpable, None] = {}
+        self._due: dict[Pumpable, float] = {}
+        self._sleep_until = 0.0
+        for p in self.pumpables:
+            set_wakeup = getattr(p, "set_wakeup", None)
+            if set_wakeup is None:
+                self._eager.append(p)
+                continue
+            wake = partial(self._wake, p)
+            set_wakeup(wake)
+            self._sleepers[id(p)] = wake
+            self._awake[p] = None  # every one runs once, to say when it is next due
+            self._due[p] = 0.0
         self.attachments: list[Attachment] = []
         self.drops: Counter[str] = Counter()
         self.batches = 0
@@ -96,7 +122,9 @@ class Runtime:
 
     def attach(self, tun: Tun, endpoint: Endpoint) -> Attachment:
         """Serve ``tun`` with ``endpoint`` (before :meth:`run`, or while it runs)."""
-        att = Attachment(tun, endpoint, batch=getattr(endpoint, "transmit_batch", None))
+        wake = self._sleepers.get(id(endpoint))
+        att = Attachment(tun, endpoint, batch=getattr(endpoint, "transmit_batch", None),
+                         wake=wake, sleeper=cast(Pumpable, endpoint) if wake else None)
         self.attachments.append(att)
         if self._loop is not None:
             self._add_reader(att)
@@ -133,6 +161,8 @@ class Runtime:
             n = len(packets)
             if n:
                 batch(packets, now)
+                if att.wake is not None:
+                    att.wake()  # what the host sent may have moved its timers
         else:
             transmit = att.endpoint.transmit
             n = 0
@@ -145,16 +175,38 @@ class Runtime:
             except OSError:
                 self.drops["tun_read_error"] += 1
                 self._loop.remove_reader(fd)
+            if n and att.wake is not None:
+                att.wake()
         att.rx_packets += n
         self.pump(now)
 
     def pump(self, now: float) -> None:
-        """One turn of the pump contract: process, write what is due, arm the timer."""
+        """One turn of the pump contract: process, write what is due, arm the timer.
+
+        Pumpables that offer ``set_wakeup`` (IPoIB devices) are processed only when they
+        woke (a completion, a MAD, an event, their host sent something, a kick) or their
+        timer is due: an idle host costs nothing per turn."""
         self.batches += 1
-        for p in self.pumpables:
+        for p in self._eager:
             p.process(now)
+        if self._sleep_until <= now:
+            for p, t in self._due.items():
+                if t <= now:
+                    self._awake[p] = None
+        awake = self._awake
+        if awake:
+            self._awake = {}
+            for p in awake:
+                p.process(now)
+            due = self._due
+            for p in awake:
+                at = p.get_timer()
+                due[p] = _NEVER if at is None else at
+            self._sleep_until = min(due.values())
         write = os.write
         for att in self.attachments:
+            if att.sleeper is not None and att.sleeper not in awake:
+                continue  # a sleeping device has nothing for its host and the same carrier
             out = att.endpoint.drain_to_host()
             if out:
                 fd = att.tun.fd
@@ -170,6 +222,10 @@ class Runtime:
                 self._carrier_changed(att)
         self._arm()
 
+    def _wake(self, p: Pumpable) -> None:
+        """``p`` has work: process it in the next turn (now, if none is running)."""
+        self._awake[p] = None
+
     def _carrier_changed(self, att: Attachment) -> None:
         att.carrier = bool(att.endpoint.carrier)
         att.tun.set_carrier(att.carrier)
@@ -178,14 +234,18 @@ class Runtime:
 
     def _arm(self) -> None:
         """Arm one ``call_at`` for the earliest timer, unless one at or before it is armed."""
+        assert self._loop is not None
         at: float | None = None
-        for p in self.pumpables:
+        for p in self._eager:
             t = p.get_timer()
             if t is not None and (at is None or t < at):
                 at = t
+        if self._due:
+            t = self._loop.time() if self._awake else self._sleep_until
+            if t != _NEVER and (at is None or t < at):
+                at = t
         if at is None or (self._timer_at is not None and self._timer_at <= at):
             return
-        assert self._loop is not None
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = at
@@ -198,7 +258,10 @@ class Runtime:
         self.pump(self._loop.time())
 
     def kick(self) -> None:
-        """Pump soon: something outside the TUNs (a control command, a socket) made work."""
+        """Pump soon: something outside the TUNs (a control command, a socket) made work,
+        maybe for any pumpable, so every sleeping one is woken."""
+        for p in self._due:
+            self._awake[p] = None
         if self._loop is None or self._kicked:
             return
         self._kicked = True

@@ -29,7 +29,7 @@ the next signalled completion.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import NamedTuple
@@ -150,8 +150,8 @@ class DeviceControl:
         self.broadcast = broadcast_hwaddr(pkey)
         self.addressing = Addressing(self.broadcast)
         self.pd = hca.PD(ctx)
-        self.send_cq = hca.CQ(ctx, max(config.send_queue_size, 64))
-        self.recv_cq = hca.CQ(ctx, config.recv_queue_size)
+        self.send_cq = hca.CQ(ctx, max(config.send_queue_size, 64), self._on_completion)
+        self.recv_cq = hca.CQ(ctx, config.recv_queue_size, self._on_completion)
         self.qp: QP | None = None
         self.qpn = 0
         self.hwaddr = HwAddr(flags=0, qpn=0, gid=self.gid)
@@ -170,6 +170,7 @@ class DeviceControl:
         self._mads: deque[ReceivedMad] = deque()
         self._woken = True
         """A MAD or an event came (their handlers run from the fabric's ``process``)."""
+        self._wakeup: Callable[[], None] | None = None
         self._due: float | None = None
         self._due_stale = True
         """Whether ``_due``, the tables' earliest deadline, must be asked again: set by every
@@ -487,14 +488,34 @@ class DeviceControl:
 
     # --- events and flushes --------------------------------------------------------------------
 
+    def set_wakeup(self, wakeup: Callable[[], None] | None) -> None:
+        """Have ``wakeup()`` called whenever the device gets work from the fabric (a
+        completion on an armed CQ, an SA answer, an async event), so a runtime may leave
+        :meth:`process` alone until then or until :meth:`get_timer` is due. The CQs are
+        armed again at every ``process`` before they are polled, as Linux re-arms its CQ
+        in ``ipoib_poll``, so no completion goes unannounced."""
+        self._wakeup = wakeup
+        if wakeup is not None:
+            self.recv_cq.req_notify()
+            self.send_cq.req_notify()
+            wakeup()
+
+    def _on_completion(self, cq: hca.CQ) -> None:
+        if self._wakeup is not None:
+            self._wakeup()
+
     def _on_event(self, ev: AsyncEvent) -> None:
         if ev.port_num == self.port_num:
             self._events.append(ev)
             self._woken = True
+            if self._wakeup is not None:
+                self._wakeup()
 
     def _on_mad(self, rx: ReceivedMad) -> None:
         self._mads.append(rx)
         self._woken = True
+        if self._wakeup is not None:
+            self._wakeup()
 
     def _handle_events(self, now: float) -> None:
         levels = set()

@@ -228,6 +228,9 @@ class IpoibDevice(DeviceControl):
         set ``_woken``; completions are seen in the CQs; the tables' earliest deadline is kept
         until a call into them may have moved it. An idle device costs a few reads."""
         self._now = now
+        if self._wakeup is not None:  # armed before polling: no completion goes unannounced
+            self.recv_cq.req_notify()
+            self.send_cq.req_notify()
         if self._woken:
             self._woken = False
             if self._events:
