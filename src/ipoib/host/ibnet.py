@@ -111,6 +111,8 @@ class IbNet:
                  opensm_dir: Path | None = None, sm_wait: float = START_TIMEOUT) -> None:
         if sm not in SM_MODES:
             raise HostError(f"unknown SM mode {sm!r} ({', '.join(SM_MODES)})")
+        if sm == "none" and (sm_node or partitions):
+            raise HostError("--sm-node and --partitions are for an SM (--sm embedded or opensm)")
         node = sm_node or topology.nodes[0].name
         names = {n.name for n in topology.nodes} | {n.description for n in topology.nodes}
         if node not in names:

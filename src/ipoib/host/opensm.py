@@ -288,7 +288,7 @@ class OpenSm:
         deadline = time.monotonic() + self.config.timeout
         while True:
             self.check()
-            if self.state == "up":
+            if self.up_after is not None:  # up (and perhaps gone again: the watch sees to it)
                 break
             if self.state == "exited":
                 raise self._failure(f"exited with status {self.last_exit} before {SUBNET_UP}")
