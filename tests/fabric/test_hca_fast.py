@@ -21,7 +21,7 @@ from ipoib.fabric import (
     VerbsError,
     WCStatus,
 )
-from ipoib.fabric.hca import WCFlags, WROpcode
+from ipoib.fabric.hca import QPAttrMask, WCFlags, WROpcode
 from ipoib.fabric.verbs import WCOpcode
 from ipoib.wire.capture import LINKTYPE_ERF, PcapReader, PcapWriter
 from ipoib.wire.ib import parse_ud
@@ -198,3 +198,38 @@ def test_a_chain_reports_an_oversized_payload_in_its_place() -> None:
     assert [(w.wr_id, w.status) for w in a.cq.poll(8) if w.opcode == WCOpcode.SEND] == [
         (7, WCStatus.SUCCESS), (8, WCStatus.LOC_LEN_ERR), (9, WCStatus.SUCCESS)]
     assert [w.data for w in b.cq.poll(8) if w.opcode == WCOpcode.RECV] == [b"ok", b"fine"]
+
+
+def test_the_qkey_changes_in_rts_with_a_mask_and_receives_stay_posted() -> None:
+    fabric, _ = line3()
+    a, b = ud(fabric, "hca-1"), ud(fabric, "hca-3")
+    b.post_recvs(3)
+    b.qp.modify(QPAttr(qp_state=QPState.RTS, qkey=0x2B), QPAttrMask.QKEY)
+    assert b.qp.state == QPState.RTS and b.qp.qkey == 0x2B and len(b.qp.rq) == 3
+    a.send(b, b"old key", qkey=0x1B)
+    a.send(b, b"new key", qkey=0x2B)
+    assert [w.data for w in b.cq.poll(4) if w.opcode == WCOpcode.RECV] == [b"new key"]
+    assert fabric.port("hca-3", 1).drops["bad_qkey"] == 1
+    b.qp.modify(QPAttr(qp_state=QPState.RTS, sq_psn=7), QPAttrMask.SQ_PSN)
+    assert b.qp.qkey == 0x2B and b.qp.sq_psn == 7  # unmasked attributes are left alone
+
+
+def test_a_mask_names_only_what_the_transition_takes() -> None:
+    fabric, _ = line3()
+    qp = ud(fabric, "hca-1").qp
+    for attr, mask in ((QPAttr(qp_state=QPState.RTS, port_num=1), QPAttrMask.PORT),
+                       (QPAttr(qp_state=QPState.RTS, pkey_index=0), QPAttrMask.PKEY_INDEX),
+                       (QPAttr(qp_state=QPState.SQD, qkey=5), QPAttrMask.QKEY),
+                       (QPAttr(qp_state=QPState.RTS), 1 << 20)):
+        with pytest.raises(VerbsError):
+            qp.modify(attr, mask)
+    assert qp.state == QPState.RTS and qp.qkey == 0x1B
+    qp.modify(QPAttr(qp_state=QPState.RESET))
+    with pytest.raises(VerbsError):  # RESET -> INIT needs all three
+        qp.modify(QPAttr(qp_state=QPState.INIT, qkey=9), QPAttrMask.QKEY)
+    qp.modify(QPAttr(qp_state=QPState.INIT, qkey=9, port_num=1, pkey_index=0),
+              QPAttrMask.QKEY | QPAttrMask.PORT | QPAttrMask.PKEY_INDEX)
+    qp.modify(QPAttr(qp_state=QPState.RTR, qkey=11), QPAttrMask.QKEY)
+    assert qp.state == QPState.RTR and qp.qkey == 11
+    qp.modify(QPAttr(qp_state=QPState.RTS, sq_psn=3), QPAttrMask.SQ_PSN)
+    assert qp.state == QPState.RTS and qp.qkey == 11 and qp.sq_psn == 3

@@ -56,6 +56,7 @@ from .verbs import (
     GlobalRoute,
     PortAttr,
     QPAttr,
+    QPAttrMask,
     QPCap,
     QPCreateFlags,
     QPInitAttr,
@@ -98,6 +99,13 @@ _QP_TRANSITIONS: dict[QPState, frozenset[QPState]] = {
     QPState.ERR: frozenset({QPState.RESET, QPState.ERR}),
 }
 """Allowed ``ibv_modify_qp`` state transitions (IBA 10.3.1, Figure 124)."""
+
+_QKEY_TRANSITIONS = frozenset({
+    (QPState.RESET, QPState.INIT), (QPState.INIT, QPState.INIT), (QPState.INIT, QPState.RTR),
+    (QPState.RTR, QPState.RTS), (QPState.RTS, QPState.RTS), (QPState.SQD, QPState.SQD),
+    (QPState.SQD, QPState.RTS), (QPState.SQE, QPState.RTS),
+})
+"""The transitions of a UD QP that may carry a new Q_Key (the Modify QP verb, IBA ch. 11)."""
 
 
 # --- device, PD, CQ, AH ----------------------------------------------------------------------
@@ -364,11 +372,20 @@ class QP:
 
     # state machine
 
-    def modify(self, attr: QPAttr) -> None:
-        """Move to ``attr.qp_state``, taking the attributes that state needs."""
+    def modify(self, attr: QPAttr, attr_mask: int | None = None) -> None:
+        """Move to ``attr.qp_state``, taking the attributes that state needs.
+
+        With ``attr_mask`` (:class:`~.verbs.QPAttrMask`; STATE is implied) only the named
+        attributes are taken; so a UD QP's Q_Key changes in RTS -> RTS, as Linux IPoIB does
+        when the broadcast group's Q_Key arrives (the Modify QP verb, IBA chapter 11, takes a
+        UD QP's Q_Key in INIT -> INIT, INIT -> RTR, RTR -> RTS, RTS -> RTS, SQD -> RTS and
+        SQE -> RTS, and requires it in RESET -> INIT)."""
         new = QPState(attr.qp_state)
         if new not in _QP_TRANSITIONS[self.state]:
             raise VerbsError(f"QP {self.qp_num:#x}: {self.state.name} -> {new.name} is invalid")
+        if attr_mask is not None:
+            self._modify_masked(new, attr, attr_mask)
+            return
         if new == QPState.INIT and self.state in (QPState.RESET, QPState.INIT):
             if not 1 <= attr.port_num <= self.node.nports:
                 raise VerbsError(f"no port {attr.port_num}")
@@ -387,6 +404,48 @@ class QP:
         self.state = new
         self._rx_ok = self.qp_type == QPType.UD and new in (QPState.RTR, QPState.RTS)
         self._tx_ok = self.qp_type == QPType.UD and new == QPState.RTS
+
+    def _modify_masked(self, new: QPState, attr: QPAttr, mask: int) -> None:
+        old = self.state
+        unknown = mask & ~int(QPAttrMask.STATE | QPAttrMask.PKEY_INDEX | QPAttrMask.PORT
+                              | QPAttrMask.QKEY | QPAttrMask.SQ_PSN)
+        if unknown:
+            raise VerbsError(f"attribute mask bits {unknown:#x} are not supported")
+        if old == QPState.RESET and new == QPState.INIT \
+                and mask & (QPAttrMask.PKEY_INDEX | QPAttrMask.PORT | QPAttrMask.QKEY) \
+                != QPAttrMask.PKEY_INDEX | QPAttrMask.PORT | QPAttrMask.QKEY:
+            raise VerbsError("RESET -> INIT needs the P_Key index, the port and the Q_Key")
+        if mask & (QPAttrMask.PKEY_INDEX | QPAttrMask.PORT) \
+                and not (old in (QPState.RESET, QPState.INIT) and new == QPState.INIT):
+            raise VerbsError(f"the port and P_Key index are not modifiable in "
+                             f"{old.name} -> {new.name}")
+        if mask & QPAttrMask.QKEY and (old, new) not in _QKEY_TRANSITIONS:
+            raise VerbsError(f"the Q_Key is not modifiable in {old.name} -> {new.name}")
+        if mask & QPAttrMask.SQ_PSN and new not in (QPState.RTS, QPState.SQD):
+            raise VerbsError(f"the SQ PSN is not modifiable in {old.name} -> {new.name}")
+        if new != old or new not in (QPState.RTS, QPState.INIT, QPState.SQD):
+            # any other change of state: the plain path, with the attributes asked for
+            merged = QPAttr(qp_state=new, qkey=attr.qkey if mask & QPAttrMask.QKEY else self.qkey,
+                            pkey_index=attr.pkey_index if mask & QPAttrMask.PKEY_INDEX
+                            else self.pkey_index,
+                            port_num=attr.port_num if mask & QPAttrMask.PORT else self.port_num,
+                            sq_psn=attr.sq_psn if mask & QPAttrMask.SQ_PSN else self.sq_psn)
+            self.modify(merged)
+            if mask & QPAttrMask.QKEY:
+                self.qkey = attr.qkey
+            return
+        if mask & QPAttrMask.PORT:  # INIT -> INIT
+            if not 1 <= attr.port_num <= self.node.nports:
+                raise VerbsError(f"no port {attr.port_num}")
+            self.port_num = attr.port_num
+        if mask & QPAttrMask.PKEY_INDEX:
+            if not 0 <= attr.pkey_index < len(self.node.ports[self.port_num].pkeys):
+                raise VerbsError(f"P_Key index {attr.pkey_index} out of range")
+            self.pkey_index = attr.pkey_index
+        if mask & QPAttrMask.QKEY:
+            self.qkey = attr.qkey
+        if mask & QPAttrMask.SQ_PSN:
+            self.sq_psn = attr.sq_psn
 
     def to_init(self, attr: QPAttr) -> None:
         """RESET -> INIT with port, P_Key index and Q_Key."""
@@ -687,7 +746,7 @@ def _receive(fabric: Fabric, node: Node, port: Port, pkt: bytes) -> None:
 
 __all__ = [
     "AH", "CQ", "PD", "QP", "WC", "AHAttr", "AsyncEvent", "Context", "DeviceAttr",
-    "GlobalRoute", "PortAttr", "QPAttr", "QPCap", "QPCreateFlags", "QPInitAttr", "QPState",
-    "QPType", "RecvWR", "SendFlags", "SendWR", "VerbsError", "WCFlags", "WCOpcode", "WCStatus",
-    "WROpcode",
+    "GlobalRoute", "PortAttr", "QPAttr", "QPAttrMask", "QPCap", "QPCreateFlags", "QPInitAttr",
+    "QPState", "QPType", "RecvWR", "SendFlags", "SendWR", "VerbsError", "WCFlags", "WCOpcode",
+    "WCStatus", "WROpcode",
 ]

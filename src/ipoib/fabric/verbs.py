@@ -84,6 +84,16 @@ class SendFlags(IntFlag):
     SOLICITED = 4
 
 
+class QPAttrMask(IntFlag):
+    """``ibv_qp_attr_mask``: which :class:`QPAttr` fields a ``modify`` takes."""
+
+    STATE = 1 << 0
+    PKEY_INDEX = 1 << 4
+    PORT = 1 << 5
+    QKEY = 1 << 6
+    SQ_PSN = 1 << 16
+
+
 class QPCreateFlags(IntFlag):
     """``ibv_qp_create_flags``."""
 

@@ -4,11 +4,17 @@ One event loop owns every host's TUN fd. A readable fd is drained with ``os.read
 EAGAIN (at most :data:`~ipoib.host.tun.READ_BUDGET` packets, so one busy host cannot starve
 the rest); the packets go straight to the endpoint, synchronously, with no coroutine or queue
 per packet: all of them in one ``endpoint.transmit_batch(packets, now)`` when the endpoint has
-that (an IPoIB device, the relay), else one ``endpoint.transmit(packet, now)`` each. After every batch the runtime follows the pump contract of
-docs/conventions.md: ``process(now)`` on every pumpable, then whatever each endpoint has for
-its host is written to its TUN, then one ``loop.call_at`` is armed for the earliest
-``get_timer()``. A timer already armed earlier than needed is left alone (it fires, pumps and
-re-arms), so a busy data path does not churn timer handles.
+that (an IPoIB device, the relay), else one ``endpoint.transmit(packet, now)`` each. After
+every batch the runtime follows the pump contract of docs/conventions.md: ``process(now)`` on
+every pumpable, then whatever each endpoint has for its host is written to its TUN, then one
+``loop.call_at`` is armed for the earliest ``get_timer()``. A timer already armed earlier than
+needed is left alone (it fires, pumps and re-arms), so a busy data path does not churn timer
+handles.
+
+A pumpable may offer ``set_wakeup(callback)`` (an IPoIB device does): it then sleeps, and is
+processed only in a turn where it called the callback (from a handler the fabric runs in its
+own ``process``, which comes first), where its host sent it packets, where its timer is due,
+or after a kick. Idle hosts cost nothing per turn.
 
 Other sources of work (the ibsim server's socket, a control command) register their own
 ``loop.add_reader`` or run as handlers, and call :meth:`Runtime.kick` to get a pump.

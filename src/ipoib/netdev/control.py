@@ -9,9 +9,8 @@ events into flushes. The data path (transmit, receive, the pump) is in :mod:`.de
 **Bring-up** (linux-ipoib.md §6): :meth:`~DeviceControl.open` finds the P_Key index (an
 absent P_Key leaves the interface dark until a PKEY_CHANGE brings it), moves the QP RESET →
 INIT → RTR → RTS with Q_Key 0, posts the receive ring, opens the SA agent on QP1 and starts
-the join task once the port is ACTIVE. The broadcast group's answer sets the Q_Key and the
-MTU and raises the carrier. The HCA model takes a Q_Key only on RESET → INIT, so the QP is
-cycled through RESET at that point (Linux modifies it in RTS) and its receives reposted.
+the join task once the port is ACTIVE. The broadcast group's answer sets the Q_Key (in place,
+RTS → RTS, as Linux does it), the MTU, and raises the carrier.
 
 **Events** (linux-ipoib.md §6): CLIENT_REREGISTER, SM_CHANGE and GID_CHANGE are LIGHT flushes
 (AHs invalid and re-queried lazily, groups left and joined again); PORT_ACTIVE, PORT_ERR and
@@ -423,7 +422,10 @@ class DeviceControl:
         if qkey is not None and qkey != self.qkey:
             self.qkey = qkey
             self._invalidate_tx()
-            self._qp_start()
+            if qp.state == QPState.RTS:  # as Linux: the Q_Key changes in place, RTS -> RTS
+                qp.modify(QPAttr(qp_state=QPState.RTS, qkey=qkey), hca.QPAttrMask.QKEY)
+            else:
+                self._qp_start()
         qp.attach_mcast(mgid, mlid)
 
     def _carrier_on(self, mtu: int, qkey: int, now: float) -> None:

@@ -9,11 +9,13 @@ for the packets to write back. It touches the fabric only through the verbs obje
 set-up, the SA and the events are in :mod:`.control`.
 
 **Transmit** (law 6, the 2004 mail's design): the destination is peeked from the IP header,
-the route cache gives the next hop, ``NeighTable.lookup`` the neighbour, and a ready
+the route cache gives the next hop, the neighbour table the neighbour, and a ready
 neighbour's ``tx`` — a reused work request already addressed (AH, remote QPN, Q_Key), the
 path's MTU limit and the shared :class:`~ipoib.netdev.actions.Ah` — is posted with the 4-byte
-IPoIB header and the packet as a two-entry gather list (one copy, made by the HCA). No lookup by 20-byte address, no SA traffic, no
-object made but the payload. Everything else — multicast, unresolved neighbours, the host's
+IPoIB header and the packet as a two-entry gather list (one copy, made by the HCA). No lookup
+by 20-byte address, no SA traffic, no object made but the packet.
+:meth:`IpoibDevice.transmit_batch` does the same for a read batch, posting each run of packets
+to one neighbour as one chain. Everything else — multicast, unresolved neighbours, the host's
 ND, IGMP and MLD — takes the slow path through the sans-I/O tables.
 
 **Receive**: completions from a fixed ring of receive work requests, each reposted as it is
