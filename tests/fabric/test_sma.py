@@ -357,3 +357,20 @@ def test_replies_match_ibsim(vectors_dir: Path, name: str) -> None:
         _compare(ours[:128], theirs[:128], down_port=not port.up)
         compared += 1
     assert compared >= 3
+
+
+def test_enabled_speed_applies_at_the_next_training(fabric: Fabric) -> None:
+    """A Set of LinkSpeedEnabled does not retrain a live link (as on hardware and in ibsim):
+    OpenSM's "enable all supported" (0xF) leaves the topology's speed until the link retrains,
+    and then the link comes up at the fastest speed both ends now enable."""
+    before = pi(fabric, "hca-1", 1)
+    assert before.link_speed_active == 1 and before.link_speed_supported > 1
+    for name, port in (("hca-1", 1), ("sw-1", 1)):
+        st, after = set_pi(fabric, name, port, link_speed_enabled=0xF)
+        assert st == 0
+        assert after.link_speed_enabled == after.link_speed_supported
+        assert after.link_speed_active == 1
+    fabric.link_down("hca-1", 1)
+    fabric.link_up("hca-1", 1)
+    both = before.link_speed_supported & pi(fabric, "sw-1", 1).link_speed_supported
+    assert pi(fabric, "hca-1", 1).link_speed_active == 1 << (both.bit_length() - 1)

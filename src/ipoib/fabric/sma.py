@@ -75,7 +75,6 @@ from .node import (
     check_state,
     request_state,
     set_enabled,
-    settle_width_speed,
 )
 
 PERMISSIVE = 0xFFFF
@@ -336,18 +335,15 @@ def _port_info_set(p: Port, data: bytes) -> int:
         p.op_vls = op_vls
     if nmtu:
         p.neighbor_mtu = nmtu
-    relink = False
+    # Enabled width/speed take effect at the next link training, as on hardware and in ibsim:
+    # a Set does not retrain a live link (so OpenSM's "enable all supported" keeps the
+    # topology's speed, and its SA reports the rate ibsim would).
     if width:
         p.width_enabled = p.width_supported if width == 0xFF else width
-        relink = True
     if speed:
         p.speed_enabled = p.speed_supported if speed == 0xF else speed
-        relink = True
     if speed_ext:
         p.speed_ext_enabled = p.speed_ext_supported if speed_ext == 0x1F else speed_ext & 0x0F
-        relink = True
-    if relink and p.up and p.peer is not None:
-        settle_width_speed(p, p.peer)
     p.extra.update(zip(_PI_STORED, stored, strict=True))
     if down_default:  # 0 means "no change"
         p.extra["link_down_default_state"] = down_default
