@@ -99,7 +99,11 @@ class RouteWatcher:
 
     def _apply(self, w: Watched, routes: list[str]) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(w.apply, routes)
+        try:
+            self._loop.call_soon_threadsafe(w.apply, routes)
+        except RuntimeError:  # the loop has closed: the daemon is stopping
+            self._stop = True
+            return
         self.syncs += 1
 
     def _run(self) -> None:
@@ -114,7 +118,7 @@ class RouteWatcher:
             while not self._stop:
                 ready, _, _ = select.select([self._wake_r, *socks], [], [])
                 for fd in ready:
-                    if fd in socks:
+                    if fd in socks and not self._stop:
                         events, dump, w = socks[fd]
                         events.get()  # drain; what changed is re-read whole
                         self._apply(w, read_routes(dump, w.ifindex))
