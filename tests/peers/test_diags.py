@@ -142,6 +142,8 @@ def test_saquery_answers_from_our_sa(net: str, workdir: Path) -> None:
     assert field(mc, "Mlid") == "0xC000" and field(mc, "pkey") == "0xFFFF"
     cpi = run(net, "Hca3", "saquery", "-c", cwd=workdir)
     assert "0x2602" in cpi  # OpenSM's SA CapabilityMask, as ours reports it
+    sm = run(net, "Hca3", "saquery", "-s", cwd=workdir)  # ports whose CapabilityMask has IsSM
+    assert re.findall(r"EndPortLid\.*(\d+)", sm) == [str(lids["Switch1"])], sm
 
 
 # --- smpquery, ibstat ---------------------------------------------------------------------

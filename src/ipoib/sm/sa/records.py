@@ -21,6 +21,9 @@ End = tuple[int, int]
 
 NR_LID = NodeRecord.component_mask("lid")
 PIR_LID = PortInfoRecord.component_mask("endport_lid")
+PIR_CAP_MASK = PortInfoRecord.component_mask("capability_mask")
+"""CapabilityMask matches as "every requested bit set", not by equality (as OpenSM does:
+``saquery -s`` asks for the ports with IsSM)."""
 PIR_PORT = PortInfoRecord.component_mask("port_num")
 
 
@@ -82,7 +85,9 @@ def port_info_records(src: SaSource, req: PortInfoRecord, mask: int, requester: 
             rec = PortInfoRecord.from_attributes(lid, n, raw)
             if not trusted:
                 rec = rec.replace(mkey=0)
-            if match(rec, req, mask & ~PIR_LID):
+            if (match(rec, req, mask & ~(PIR_LID | PIR_CAP_MASK))
+                    and (not mask & PIR_CAP_MASK
+                         or rec.capability_mask & req.capability_mask == req.capability_mask)):
                 out.append(rec)
     return out
 
