@@ -581,3 +581,18 @@ def test_short_lengths_are_not_mads(fuzzed: tuple[Fabric, IbsimServer, int]) -> 
     for length in (0, 23):
         server.handle_data(slot, pack_request(1, 0, 1, 1, 0, length, query))
     assert server.drops["bad_mad"] == before + 2 and not settle(fabric, server)
+
+
+def test_a_dead_sm_client_gives_its_port_to_a_new_sm() -> None:
+    """An OpenSM killed without a goodbye still holds its port's SM classes; the next SM that
+    asks for the port gets it when the transport says the old client is gone."""
+    fabric, server = without_sm()
+    a = slot_of(connect(server, "Switch1", issm=1))
+    assert connect(server, "Switch1", issm=1).type == CtlType.ERROR  # alive: refused
+    dead = {a}
+    server.alive = lambda cl: cl.slot not in dead
+    b = connect(server, "Switch1", issm=1)
+    assert b.type == CtlType.CONNECT
+    assert a not in server.clients and server.clients[slot_of(b)].issm
+    assert server.stats["dead_sm_replaced"] == 1
+    assert fabric.node("Switch1").ports[0].cap_mask & CAP_IS_SM

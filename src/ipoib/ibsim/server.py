@@ -212,6 +212,9 @@ class IbsimServer:
         self.outbox: deque[tuple[int, bytes]] = deque()
         self.drops: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
+        self.alive: Callable[[Client], bool] = lambda cl: True
+        """Whether a client still exists; the transport knows (a unix client's ident is its
+        pid). Asked only when a new SM wants a port another client serves."""
 
     # --- control channel ------------------------------------------------------------------
 
@@ -329,7 +332,14 @@ class IbsimServer:
             for agent in cl.serving.values():
                 agent.close()
             cl.serving.clear()
-            return False
+            stale = [o for o in self.clients.values()
+                     if o is not cl and o.issm and o.port is cl.port and not self.alive(o)]
+            if not stale:
+                return False
+            for o in stale:  # an SM that died without a goodbye (SIGKILL) gives way
+                self.stats["dead_sm_replaced"] += 1
+                self.disconnect(o.slot)
+            return self.set_issm(cl, True)
         cl.issm = True
         return True
 

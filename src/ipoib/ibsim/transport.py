@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from ..wire.ibsim import DEFAULT_SOCKNAME, abstract_name
-from .server import IbsimServer
+from .server import Client, IbsimServer
 
 READ_BUDGET = 64
 """Datagrams read from one socket per wakeup, so one busy client cannot starve the rest."""
@@ -37,6 +38,17 @@ BACKLOG = 4096
 """Datagrams kept for a client that is not reading, before they are dropped."""
 RECV_SIZE = 1024
 DEAD = (errno.ECONNREFUSED, errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE)
+
+
+def _pid_alive(cl: Client) -> bool:
+    """A unix client's CONNECT id is its pid: is that process still there?"""
+    try:
+        os.kill(cl.ident, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
 
 
 class IbsimTransport:
@@ -55,6 +67,8 @@ class IbsimTransport:
         self.backlog: dict[int, deque[bytes]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kick: Callable[[], None] = lambda: None
+        if not self.udp:
+            server.alive = _pid_alive
 
     def __repr__(self) -> str:
         where = f"udp {self.udp_host}:{self.udp_port}" if self.udp else f"@{self.sockname}:ctl"
