@@ -34,11 +34,12 @@ PERMISSIVE = 0xFFFF
 
 
 def count_hop(out: Port, into: Port) -> None:
-    """One MAD crossed the link from ``out`` to ``into``."""
-    out.xmit_pkts += 1
-    out.xmit_words += HOP_WORDS
-    into.rcv_pkts += 1
-    into.rcv_words += HOP_WORDS
+    """One MAD crossed the link from ``out`` to ``into``. Added to the running totals
+    directly, as the fabric's hop loop does: a sum needs no settling of cached routes."""
+    out._xmit_pkts += 1
+    out._xmit_words += HOP_WORDS
+    into._rcv_pkts += 1
+    into._rcv_words += HOP_WORDS
 
 
 def link_valid(p: Port) -> bool:
@@ -108,10 +109,10 @@ def next_port(node: Node, num: int, *, count: bool = True) -> Port | None:
     if peer.phys != LINK_UP:
         return None
     if count:
-        out.xmit_pkts += 1
-        out.xmit_words += HOP_WORDS
-        peer.rcv_pkts += 1
-        peer.rcv_words += HOP_WORDS
+        out._xmit_pkts += 1
+        out._xmit_words += HOP_WORDS
+        peer._rcv_pkts += 1
+        peer._rcv_words += HOP_WORDS
     return peer
 
 
