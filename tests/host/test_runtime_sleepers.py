@@ -98,10 +98,10 @@ class FakeTun:
     fd, mtu = -1, 2044
 
 
-def test_an_endpoint_that_sleeps_is_woken_by_its_own_host() -> None:
+def test_an_endpoint_that_sleeps_is_known_as_one() -> None:
     dev, stranger = Device(), Device()
     rt = Runtime([Pump(), dev])
     att = rt.attach(FakeTun(), dev)  # type: ignore[arg-type]
-    assert att.wake is not None and att.sleeper is dev
+    assert att.sleeper is dev
     other = rt.attach(FakeTun(), stranger)  # type: ignore[arg-type]
-    assert other.wake is None and other.sleeper is None  # not one of this runtime's pumpables
+    assert other.sleeper is None  # not one of this runtime's pumpables: drained every turn

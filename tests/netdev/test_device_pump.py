@@ -128,3 +128,22 @@ def test_a_sleeping_device_is_woken_by_each_completion_after_it_ran() -> None:
     a.transmit(echo(v4(1), v4(2), 4), now)
     net.fabric.process(now)
     assert woken == [0, 1, 2] and b.get_timer() == now  # plain pump contract again
+
+
+def test_a_sleeping_device_wakes_itself_when_a_transmit_leaves_it_work() -> None:
+    net = start(fat_tree(4), ["hca-1", "hca-2"])
+    a = net["hca-1"]
+    net.send("hca-1", "hca-2", 1)  # resolve first
+    woken: list[str] = []
+    a.set_wakeup(lambda: woken.append("w"))
+    now = net.clock.now
+    a.process(now)
+    woken.clear()
+    a.transmit(echo(v4(1), v4(2), 1), now)  # the fast path: nothing for process
+    a.transmit_batch([echo(v4(1), v4(2), 2), echo(v4(1), v4(2), 3)], now)
+    assert woken == []
+    a.transmit(echo(v4(1), v4(3), 4), now)  # unresolved: ARP, a queue, a timer
+    assert woken and a.get_timer() is not None
+    woken.clear()
+    a.transmit(echo(v4(1), v4(1), 5), now)  # to itself: something to drain
+    assert woken and [seq_of(p) for p in a.drain_to_host()] == [5]

@@ -12,9 +12,11 @@ needed is left alone (it fires, pumps and re-arms), so a busy data path does not
 handles.
 
 A pumpable may offer ``set_wakeup(callback)`` (an IPoIB device does): it then sleeps, and is
-processed only in a turn where it called the callback (from a handler the fabric runs in its
-own ``process``, which comes first), where its host sent it packets, where its timer is due,
-or after a kick. Idle hosts cost nothing per turn.
+processed (and drained, if it is also an endpoint) only in a turn where it called the callback,
+where its timer is due, or after a kick. It calls the callback itself whenever it has work:
+from a handler the fabric runs in its own ``process`` (which comes first in the turn), or from
+a ``transmit`` that left something to do. Idle hosts, and hosts that only send on their fast
+path, cost nothing per turn.
 
 Other sources of work (the ibsim server's socket, a control command) register their own
 ``loop.add_reader`` or run as handlers, and call :meth:`Runtime.kick` to get a pump.
@@ -82,10 +84,9 @@ class Attachment:
     tx_packets: int = 0
     batch: BatchTransmit | None = None
     """The endpoint's ``transmit_batch(packets, now)``, when it has one."""
-    wake: Wakeup | None = None
-    """Wakes the endpoint when it is also a pumpable that sleeps (``set_wakeup``)."""
     sleeper: Pumpable | None = None
-    """The endpoint as that pumpable."""
+    """The endpoint, when it is also one of the pumpables that sleep (``set_wakeup``): it is
+    drained only in the turns it runs."""
 
 
 CarrierCallback = Callable[[Attachment], None]
@@ -128,9 +129,9 @@ class Runtime:
 
     def attach(self, tun: Tun, endpoint: Endpoint) -> Attachment:
         """Serve ``tun`` with ``endpoint`` (before :meth:`run`, or while it runs)."""
-        wake = self._sleepers.get(id(endpoint))
+        sleeps = id(endpoint) in self._sleepers
         att = Attachment(tun, endpoint, batch=getattr(endpoint, "transmit_batch", None),
-                         wake=wake, sleeper=cast(Pumpable, endpoint) if wake else None)
+                         sleeper=cast(Pumpable, endpoint) if sleeps else None)
         self.attachments.append(att)
         if self._loop is not None:
             self._add_reader(att)
@@ -167,8 +168,6 @@ class Runtime:
             n = len(packets)
             if n:
                 batch(packets, now)
-                if att.wake is not None:
-                    att.wake()  # what the host sent may have moved its timers
         else:
             transmit = att.endpoint.transmit
             n = 0
@@ -181,8 +180,6 @@ class Runtime:
             except OSError:
                 self.drops["tun_read_error"] += 1
                 self._loop.remove_reader(fd)
-            if n and att.wake is not None:
-                att.wake()
         att.rx_packets += n
         self.pump(now)
 

@@ -356,6 +356,8 @@ class DeviceControl:
     def run(self, actions: list[act.Action], now: float) -> None:
         """Carry out what the neighbour, path and multicast tables returned, in order."""
         self._due_stale = True
+        if self._wakeup is not None:
+            self._wakeup()  # a table moved: its deadline must be asked again
         for a in actions:
             match a:
                 case act.NeighSend(neigh=e, frames=frames):
@@ -452,6 +454,8 @@ class DeviceControl:
 
     def _run_sa(self, results: list[act.SaAction], now: float) -> None:
         self._due_stale = True
+        if self._wakeup is not None:
+            self._wakeup()
         for r in results:
             match r:
                 case act.SendMad(mad=mad):
@@ -491,10 +495,12 @@ class DeviceControl:
     # --- events and flushes --------------------------------------------------------------------
 
     def set_wakeup(self, wakeup: Callable[[], None] | None) -> None:
-        """Have ``wakeup()`` called whenever the device gets work from the fabric (a
-        completion on an armed CQ, an SA answer, an async event), so a runtime may leave
-        :meth:`process` alone until then or until :meth:`get_timer` is due. The CQs are
-        armed again at every ``process`` before they are polled, as Linux re-arms its CQ
+        """Have ``wakeup()`` called whenever the device has work for :meth:`process` or
+        something for :meth:`drain_to_host`: a completion on an armed CQ, an SA answer, an
+        async event, or a call into its tables (a transmit that took the slow path, an
+        address, a group), so a runtime may leave it alone until then or until
+        :meth:`get_timer` is due. A transmit on the fast path leaves nothing to do. The CQs
+        are armed again at every ``process`` before they are polled, as Linux re-arms its CQ
         in ``ipoib_poll``, so no completion goes unannounced."""
         self._wakeup = wakeup
         if wakeup is not None:

@@ -184,6 +184,8 @@ class IpoibDevice(DeviceControl):
         if self.addressing.is_local(dst):
             self.stats.event("tx_local")
             self._to_host.append(packet)
+            if self._wakeup is not None:
+                self._wakeup()  # something to drain
             return
         hop = self.addressing.next_hop(dst)
         if hop is None:
