@@ -9,11 +9,10 @@ plain 256-byte ``bytes``; this module gives them three kinds of tools.
 bytes 0-63), :class:`RmppHeader` (bytes 24-35), :class:`SaHeader` (bytes 36-55),
 :class:`ClassPortInfo` and :class:`Notice` (class-generic attributes).
 
-**Builders and whole-MAD views** (bytes out, frozen dataclasses in): ``build_smp``,
-``build_dr_smp``, ``build_gmp`` (PerfMgt, DevMgt: data at 64), ``build_sa_mad``;
-``make_response`` and ``with_header`` (header fields set on one integer, reserved bits zeroed
-as a decode and re-encode would), ``dr_step`` (per hop); ``parse_mad`` gives a :class:`Smp`,
-:class:`DrSmp`, :class:`SaMad` or :class:`Gmp`, each with ``.encode()``.
+**Builders and whole-MAD views**: ``build_smp``, ``build_dr_smp``, ``build_gmp`` (PerfMgt,
+DevMgt: data at 64), ``build_sa_mad``; ``make_response``, ``with_header`` (reserved bits zeroed
+as a decode and re-encode would) and ``dr_step`` patch; ``parse_mad`` gives a :class:`Smp`,
+:class:`DrSmp`, :class:`SaMad` or :class:`Gmp`.
 
 Paths follow the wire and OpenSM: ``initial_path[i]`` is the egress port at hop ``i`` and entry 0
 is unused, so a one-hop route out of port 1 is ``initial_path=(0, 1)``. A path given as 64 raw
@@ -26,6 +25,7 @@ bytes is kept byte for byte (OpenSM leaves stack garbage past HopCount; ibsim ec
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -130,15 +130,10 @@ def is_response(method: int) -> bool:
 
 
 _RESPONSES: dict[int, int] = {
-    Method.GET: Method.GET_RESP,
-    Method.SET: Method.GET_RESP,
-    Method.TRAP: Method.TRAP_REPRESS,
-    Method.REPORT: Method.REPORT_RESP,
-    Method.GET_TABLE: Method.GET_TABLE_RESP,
-    Method.GET_TRACE_TABLE: Method.GET_TABLE_RESP,
-    Method.GET_MULTI: Method.GET_MULTI_RESP,
-    Method.DELETE: Method.DELETE_RESP,
-}
+    Method.GET: Method.GET_RESP, Method.SET: Method.GET_RESP, Method.TRAP: Method.TRAP_REPRESS,
+    Method.REPORT: Method.REPORT_RESP, Method.GET_TABLE: Method.GET_TABLE_RESP,
+    Method.GET_TRACE_TABLE: Method.GET_TABLE_RESP, Method.GET_MULTI: Method.GET_MULTI_RESP,
+    Method.DELETE: Method.DELETE_RESP}
 
 
 def response_method(method: int) -> int:
@@ -304,7 +299,6 @@ class Notice(Record):
 
 
 # --- peeks ---------------------------------------------------------------------------------
-
 
 def _need(buf: Buffer, size: int, fmt: str = "MAD") -> None:
     if len(buf) < size:
@@ -490,8 +484,7 @@ class DrSmp:
     def encode(self) -> bytes:
         """The 256 bytes."""
         return (self.header.encode() + _area(self.data, SMP_DATA_SIZE, "DrSmp")
-                + _path(self.initial_path, "initial_path") + _path(self.return_path,
-                                                                   "return_path"))
+                + _path(self.initial_path, "initial_path") + _path(self.return_path, "return_path"))
 
     def _hops(self, path: bytes) -> bytes:
         count = self.header.hop_count
@@ -525,8 +518,7 @@ class SaMad:
         if not SA_DATA_OFFSET <= len(mad) <= MAD_SIZE:
             raise DecodeError("SaMad", "length", 0, f"need 56..256 bytes, have {len(mad)}")
         return cls(MadHeader.decode(mad), RmppHeader.decode(mad, RMPP_OFFSET),
-                   SaHeader.decode(mad, SA_HEADER_OFFSET), sa_data(mad).ljust(SA_DATA_SIZE,
-                                                                               b"\0"))
+                   SaHeader.decode(mad, SA_HEADER_OFFSET), sa_data(mad).ljust(SA_DATA_SIZE, b"\0"))
 
     def encode(self) -> bytes:
         """The 256 bytes."""
@@ -586,11 +578,9 @@ def build_dr_smp(
         hop_count = max(len(initial_path) - 1, 0)
     if not 0 <= hop_count <= MAX_HOP_COUNT:
         raise EncodeError("DrSmp", "hop_count", f"{hop_count} is not 0..{MAX_HOP_COUNT}")
-    header = DrSmpHeader(
-        method=method, direction=direction, status=status, hop_pointer=hop_pointer,
-        hop_count=hop_count, tid=tid, attr_id=attr_id, attr_mod=attr_mod, mkey=mkey,
-        dr_slid=dr_slid, dr_dlid=dr_dlid,
-    )
+    header = DrSmpHeader(method=method, direction=direction, status=status,
+                         hop_pointer=hop_pointer, hop_count=hop_count, tid=tid, attr_id=attr_id,
+                         attr_mod=attr_mod, mkey=mkey, dr_slid=dr_slid, dr_dlid=dr_dlid)
     return DrSmp(header, bytes(data), _path(initial_path, "initial_path"),
                  _path(return_path, "return_path")).encode()
 
@@ -613,10 +603,8 @@ def build_sa_mad(
     """A 256-byte SA MAD. ``data`` holds at most 200 bytes (records packed by
     :func:`ipoib.wire.sa.pack_records`); ``rmpp`` defaults to all zeros (not RMPP)."""
     header = MadHeader(mgmt_class=MgmtClass.SUBN_ADM, class_version=class_version,
-                       method=method, status=status, tid=tid, attr_id=attr_id,
-                       attr_mod=attr_mod)
-    sa = SaHeader(sm_key=sm_key, attribute_offset=attribute_offset,
-                  component_mask=component_mask)
+                       method=method, status=status, tid=tid, attr_id=attr_id, attr_mod=attr_mod)
+    sa = SaHeader(sm_key=sm_key, attribute_offset=attribute_offset, component_mask=component_mask)
     rmpp = rmpp if rmpp is not None else RmppHeader(rmpp_version=0)
     return SaMad(header, rmpp, sa, bytes(data)).encode()
 
@@ -629,9 +617,7 @@ def _full(mad: Buffer) -> bytearray:
 
 
 _HEADER_FOR: dict[int, type[Record]] = {
-    MgmtClass.SUBN_DIRECTED_ROUTE: DrSmpHeader,
-    MgmtClass.SUBN_LID_ROUTED: SmpHeader,
-}
+    MgmtClass.SUBN_DIRECTED_ROUTE: DrSmpHeader, MgmtClass.SUBN_LID_ROUTED: SmpHeader}
 
 _COVERED: dict[type[Record], int] = {
     c: sum(s.mask << s.shift for s in c.SLOTS) for c in (DrSmpHeader, SmpHeader, MadHeader)}
@@ -677,10 +663,14 @@ def dr_step(mad: Buffer, hop_pointer: int, return_hop: int | None = None,
 
 
 _DATA_AREA: dict[int, tuple[int, int]] = {
-    MgmtClass.SUBN_DIRECTED_ROUTE: (SMP_DATA_OFFSET, SMP_DATA_SIZE),
-    MgmtClass.SUBN_LID_ROUTED: (SMP_DATA_OFFSET, SMP_DATA_SIZE),
-    MgmtClass.SUBN_ADM: (SA_DATA_OFFSET, SA_DATA_SIZE),
-}
+    **dict.fromkeys(_HEADER_FOR, (SMP_DATA_OFFSET, SMP_DATA_SIZE)),
+    MgmtClass.SUBN_ADM: (SA_DATA_OFFSET, SA_DATA_SIZE)}
+
+
+_DR_CLASS = int(MgmtClass.SUBN_DIRECTED_ROUTE)
+_SMP_CLEAR = {c: [(m.start(), m.end(), bytes(m.end() - m.start())) for m in re.finditer(
+    rb"\0+", _COVERED[h].to_bytes(h.SIZE, "big"))] for c, h in _HEADER_FOR.items()}
+"""Per SMP class, the header's reserved byte runs, zeroed by :func:`make_response`."""
 
 
 def make_response(
@@ -690,11 +680,21 @@ def make_response(
     Set), ``status``, the D bit set for a DR SMP (HopPointer, paths, TID and attribute kept)
     and, if given, ``data`` zero-padded into the class's data area."""
     buf = _full(mad)
-    changes: dict[str, Any] = {
-        "method": response_method(buf[3]) if method is None else method, "status": status}
-    if buf[1] == MgmtClass.SUBN_DIRECTED_ROUTE:
+    cls = buf[1]
+    method = response_method(buf[3]) if method is None else method
+    clear = _SMP_CLEAR.get(cls)
+    if clear is not None and isinstance(method, int) and isinstance(status, int) \
+            and 0 <= method <= 0xFF and 0 <= status <= 0x7FFF:  # an SMA's answer: in place
+        buf[3:6] = bytes((method, status >> 8 | (0x80 if cls == _DR_CLASS else 0), status & 0xFF))
+        for a, e, zeros in clear:
+            buf[a:e] = zeros
+        if data is not None:
+            buf[SMP_DATA_OFFSET:SMP_DATA_OFFSET + SMP_DATA_SIZE] = _area(data, SMP_DATA_SIZE, "MAD")
+        return bytes(buf)
+    changes: dict[str, Any] = {"method": method, "status": status}
+    if cls == MgmtClass.SUBN_DIRECTED_ROUTE:
         changes["direction"] = 1
     if data is not None:
-        offset, size = _DATA_AREA.get(buf[1], (GMP_DATA_OFFSET, GMP_DATA_SIZE))
+        offset, size = _DATA_AREA.get(cls, (GMP_DATA_OFFSET, GMP_DATA_SIZE))
         buf[offset:offset + size] = _area(data, size, "MAD")
     return _patch(buf, changes)

@@ -15,6 +15,7 @@ sends (:class:`Trap128`, :class:`Trap144`, built into a :class:`~ipoib.wire.mad.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
@@ -191,15 +192,19 @@ def _ints(block: bytes, width: int) -> tuple[int, ...]:
     return tuple(int.from_bytes(block[i:i + n], "big") for i in range(0, len(block), n))
 
 
+_STRUCT_CODE = {8: "B", 16: "H", 64: "Q"}
+
+
 def _block(fmt: str, values: Sequence[int], count: int, width: int, fill: int) -> bytes:
     if len(values) > count:
         raise EncodeError(fmt, "entries", f"{len(values)} entries, at most {count}")
     top = (1 << width) - 1
-    for v in values:
-        if not isinstance(v, int) or not 0 <= v <= top:
-            raise EncodeError(fmt, "entries", f"{v!r} does not fit {width} bits")
-    padded = list(values) + [fill] * (count - len(values))
-    return b"".join(v.to_bytes(width // 8, "big") for v in padded)
+    if not all(isinstance(v, int) for v in values) or values and not (
+            0 <= min(values) and max(values) <= top):
+        bad = next(v for v in values if not isinstance(v, int) or not 0 <= v <= top)
+        raise EncodeError(fmt, "entries", f"{bad!r} does not fit {width} bits")
+    return struct.pack(f">{count}{_STRUCT_CODE[width]}", *values,
+                       *[fill] * (count - len(values)))
 
 
 @layout(size=64, name="GUIDInfo", section="IBA 14.2.5.5")
