@@ -277,10 +277,16 @@ def packer(cls: type[Record], *names: str) -> Callable[..., bytes]:
     for s in slots:
         base &= ~(s.mask << s.shift)
     args = ", ".join(f"v{i}" for i in range(len(slots)))
-    checks = " and ".join(f"isinstance(v{i}, int) and 0 <= v{i} <= {s.mask}"
-                          for i, s in enumerate(slots)) or "True"
+    # One test per field width: the OR of ints all in 0..2^w-1 shifted right by w is 0 (a
+    # negative stays negative); anything that is not an int fails the OR (TypeError). Both
+    # leave the record's own encode to raise its error.
+    widths: dict[int, list[str]] = {}
+    for i, s in enumerate(slots):
+        widths.setdefault(s.width, []).append(f"v{i}")
+    checks = " or ".join(f"({' | '.join(vs)}) >> {w}" for w, vs in widths.items()) or "0"
     terms = " | ".join([f"v{i} << {s.shift}" for i, s in enumerate(slots)] + [str(base)])
-    src = (f"def pack({args}):\n    if {checks}:\n"
+    src = (f"def pack({args}):\n    try:\n        bad = {checks}\n"
+           f"    except TypeError:\n        bad = 1\n    if not bad:\n"
            f"        return ({terms}).to_bytes({cls.SIZE}, 'big')\n"
            f"    return _C(**dict(zip(_names, ({args}{',' if slots else ''})))).encode()\n")
     ns: dict[str, Any] = {"_C": cls, "_names": names}
