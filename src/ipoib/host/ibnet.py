@@ -48,29 +48,33 @@ SM_MODES = ("embedded", "opensm", "none")
 class SmPump:
     """The embedded SM's binding under the pump contract.
 
-    The SM changes only in its timers (run here) and in its MAD handlers, which the fabric
-    runs from its own ``process``; so the deadline known at the end of :meth:`process` still
-    holds when the runtime asks for it right after the same pump, and is not asked twice."""
+    The SM's deadline moves only when it handles a MAD (``SmBinding.received`` counts them)
+    or acts on a timer (here); between those the deadline is kept, so a turn of the pump that
+    only moved data (a ping, a TCP stream) costs no call into the SM at all."""
 
     def __init__(self, binding: SmBinding) -> None:
         self.binding = binding
         self._next: float | None = None
-        self._fresh = False
+        self._seen = -1
+        """``binding.received`` when ``_next`` was asked (-1: ask now)."""
+
+    def _deadline(self) -> float | None:
+        received = self.binding.received
+        if received != self._seen:
+            self._next = self.binding.get_timer()
+            self._seen = received
+        return self._next
 
     def process(self, now: float) -> None:
         """Let the SM act on its timers when they are due."""
-        t = self.binding.get_timer()
+        t = self._deadline()
         if t is not None and t <= now:
             self.binding.handle_timer(now)
-            t = self.binding.get_timer()
-        self._next, self._fresh = t, True
+            self._seen = -1
 
     def get_timer(self) -> float | None:
         """The SM's next deadline."""
-        if self._fresh:
-            self._fresh = False
-            return self._next
-        return self.binding.get_timer()
+        return self._deadline()
 
 
 class _WallClockWriter:
