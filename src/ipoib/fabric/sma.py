@@ -485,7 +485,7 @@ _SMP_CLASSES = frozenset((int(MgmtClass.SUBN_LID_ROUTED), int(MgmtClass.SUBN_DIR
 _SMP_END = SMP_DATA_OFFSET + SMP_DATA_SIZE
 
 
-def _mkey_ok(node: Node, p: Port, mad: bytes, method: int) -> bool:
+def _mkey_ok(node: Node, p: Port, mad: bytes | bytearray, method: int) -> bool:
     if p.mkey == 0:
         return True
     if method == GET and p.mkey_protect < 2:
@@ -497,7 +497,7 @@ def _mkey_ok(node: Node, p: Port, mad: bytes, method: int) -> bool:
     return False
 
 
-def process_smp(node: Node, in_port: int, mad: bytes) -> bytes | None:
+def process_smp(node: Node, in_port: int, mad: bytes | bytearray) -> bytes | None:
     """Answer an SMP (class 0x01 or 0x81) that reached ``node`` on port ``in_port``.
 
     Returns the response MAD (GetResp; D bit set for DR; HopPointer and paths untouched),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -77,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ibsim: {e}", file=sys.stderr)
         return 2
     net = IbNet(topo, sm=args.sm, ibsim=args.sockname, ibsim_udp=args.remote)
+    gc.collect()
+    gc.freeze()  # the fabric lives as long as the process: no collection need walk it again
     runtime = Runtime([*net.pumpables, _SubnetUpNotice(net)])
     where = f"udp port {args.remote}" if args.remote else f"@{args.sockname}:ctl"
     try:

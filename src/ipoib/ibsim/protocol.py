@@ -116,7 +116,7 @@ def next_port(node: Node, num: int, *, count: bool = True) -> Port | None:
     return peer
 
 
-def dr_out(port: Port, hop_count: int, mad: bytes, *,
+def dr_out(port: Port, hop_count: int, mad: bytes | bytearray, *,
            count: bool = True) -> tuple[Port, bytearray] | None:
     """ibsim ``direct_route_out_MAD``: walk the InitialPath of ``mad`` from the client's
     ``port``; return the target port and the 64-byte path to send back as ReturnPath."""

@@ -57,6 +57,8 @@ from ..wire.ibsim import (
     unpack_request,
 )
 from ..wire.mad import (
+    DR_PATH_SIZE,
+    DR_RETURN_PATH_OFFSET,
     MAD_HEADER_SIZE,
     RMPP_FLAG_ACTIVE,
     RMPP_FLAG_FIRST,
@@ -401,8 +403,11 @@ class IbsimServer:
         if response or method == TRAP_REPRESS:
             self._answer_from_client(cl, dlid, mad, length)
             return
-        mad = tag_tid(mad, slot)
         attr = mad[16] << 8 | mad[17]
+        if cls == DR and dlid == PERMISSIVE and (attr, method) in sma.HANDLERS:
+            self._dr_here(cl, mad, (dlid, slid, dqp, sqp, pad, length))
+            return
+        mad = tag_tid(mad, slot)
         here = _answered_here(cls, method, attr)
         path: bytearray | None = None
         hops = mad[7] if cls == DR else 0
@@ -455,6 +460,39 @@ class IbsimServer:
             back = None if port is None else port.node
         if back is not cl.node:
             # ibsim bounces the reply it has already built: swapped header, status 110
+            self._bounce(cl.slot, slid, dlid, sqp, dqp, pad, length, resp)
+            return
+        self.stats["answered"] += 1
+        self.outbox.append((cl.slot, pack_request(slid, dlid, sqp, dqp, 0, length, resp, pad)))
+
+    def _dr_here(self, cl: Client, mad: bytes,
+                 head: tuple[int, int, int, int, bytes, int]) -> None:
+        """:meth:`_answer_here` for what OpenSM sends most, a DR Get or Set for an SMA,
+        on one mutable copy: the TID tagged and the ReturnPath ibsim sends back written
+        into the request before the SMA answers it (the SMA copies both), so the answer
+        needs no more splicing."""
+        dlid, slid, dqp, sqp, pad, length = head
+        req = bytearray(mad)
+        req[8:10] = cl.slot.to_bytes(2, "big")  # tag_tid
+        hops = req[7]
+        walked = dr_out(cl.port, hops, req)
+        if walked is None:
+            self._bounce(cl.slot, dlid, slid, dqp, sqp, pad, length, bytes(req))
+            return
+        target, path = walked
+        req[DR_RETURN_PATH_OFFSET:DR_RETURN_PATH_OFFSET + DR_PATH_SIZE] = path
+        resp = sma.process_smp(target.node, target.num, req)
+        if not resp:  # None: not answerable after all; b"": discarded (M_Key)
+            req[DR_RETURN_PATH_OFFSET:DR_RETURN_PATH_OFFSET + DR_PATH_SIZE] = \
+                mad[DR_RETURN_PATH_OFFSET:DR_RETURN_PATH_OFFSET + DR_PATH_SIZE]
+            self._bounce(cl.slot, dlid, slid, dqp, sqp, pad, length, bytes(req))
+            return
+        if req[3] == GET:  # nothing changed: the links that led here lead back
+            back: Node | None = count_back(target, hops, path)
+        else:  # a Set may have taken a link on the way down (ibsim walks back)
+            port = dr_in(target, hops, path)
+            back = None if port is None else port.node
+        if back is not cl.node:
             self._bounce(cl.slot, slid, dlid, sqp, dqp, pad, length, resp)
             return
         self.stats["answered"] += 1
