@@ -199,12 +199,14 @@ def _block(fmt: str, values: Sequence[int], count: int, width: int, fill: int) -
     if len(values) > count:
         raise EncodeError(fmt, "entries", f"{len(values)} entries, at most {count}")
     top = (1 << width) - 1
-    if not all(isinstance(v, int) for v in values) or values and not (
-            0 <= min(values) and max(values) <= top):
-        bad = next(v for v in values if not isinstance(v, int) or not 0 <= v <= top)
-        raise EncodeError(fmt, "entries", f"{bad!r} does not fit {width} bits")
-    return struct.pack(f">{count}{_STRUCT_CODE[width]}", *values,
-                       *[fill] * (count - len(values)))
+    if set(map(type, values)) <= {int} or all(isinstance(v, int) for v in values):
+        try:  # struct refuses a value out of range, as the check below would
+            return struct.pack(f">{count}{_STRUCT_CODE[width]}", *values,
+                               *[fill] * (count - len(values)))
+        except struct.error:
+            pass
+    bad = next(v for v in values if not isinstance(v, int) or not 0 <= v <= top)
+    raise EncodeError(fmt, "entries", f"{bad!r} does not fit {width} bits")
 
 
 @layout(size=64, name="GUIDInfo", section="IBA 14.2.5.5")
