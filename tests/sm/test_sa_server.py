@@ -10,7 +10,7 @@ from ipoib.fabric import netfile
 from ipoib.sm.manager import SubnetManager
 from ipoib.sm.sa.server import CPI_CAPABILITY_MASK2
 from ipoib.sm.transactions import MadAddr
-from ipoib.wire.mad import ClassPortInfo, MadStatus, Method, SaMad, build_sa_mad
+from ipoib.wire.mad import ClassPortInfo, MadStatus, Method, RmppType, SaMad, build_sa_mad
 from ipoib.wire.sa import NodeRecord, PathRecord, SaAttr
 
 from .bringup import NET_EXAMPLES, bring_up
@@ -102,7 +102,16 @@ def test_random_sa_requests_never_crash(sm: SubnetManager, method: int, attr: in
     mad[24:36] = rmpp
     for out in _ask(sm, bytes(mad), MadAddr(slid=slid, src_qp=1)):
         assert out.header.method & 0x80 or out.rmpp.rmpp_flags & 1
+        if out.rmpp.rmpp_type in (RmppType.ACK, RmppType.STOP, RmppType.ABORT):
+            continue  # RMPP control MADs echo the segment's header, SM_Key included (Linux)
         assert out.sa.sm_key == 0
+
+
+def test_a_segment_of_an_unknown_rmpp_version_is_aborted(sm: SubnetManager) -> None:
+    mad = bytearray(build_sa_mad(Method.GET, SaAttr.CLASS_PORT_INFO, 0x77, b"", sm_key=1))
+    mad[24:28] = bytes([0, RmppType.DATA, 1, 0])  # RMPPVersion 0, DATA, Active
+    (out,) = _ask(sm, bytes(mad), MadAddr(slid=1, src_qp=1))
+    assert out.rmpp.rmpp_type == RmppType.ABORT and out.header.tid == 0x77
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
