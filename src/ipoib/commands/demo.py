@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         _say(f"== a two-level fat tree: {len(topo.switches)} switches, {len(topo.cas)} HCAs "
              f"({net})")
-        _say(cli.run("up", str(net), "--detach"))
+        _say(cli.run("up", str(net), "--detach").rstrip() + "\n")
         up_s = time.monotonic() - t0
         hosts = {h["host"]: h for h in cli.json("show", "hosts")}
         ip_b = str(hosts[b]["ipv4"]).split("/")[0]
@@ -99,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
         _say(ping)
         _say(f"== what {a} resolved: the neighbour (ARP) and the path (PathRecord → AH)")
         _say("$ ipoib show neigh " + a)
-        _say(cli.run("show", "neigh", a))
+        _say(cli.run("show", "neigh", a).rstrip() + "\n")
         _say("$ ipoib show path " + a)
-        _say(cli.run("show", "path", a))
+        _say(cli.run("show", "path", a).rstrip() + "\n")
         _say(f"== iperf3 TCP, {args.seconds} s, {a} → {b}")
         server = subprocess.Popen([sys.executable, "-m", "ipoib", "exec", b, "--", "iperf3",
                                    "-s", "-1"], env=env, stdout=subprocess.DEVNULL,
