@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # `ipoib show ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except (CliError, WireError, OSError) as e:
         print(f"ipoib: {e}", file=sys.stderr)
         return 2
