@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ipoib.fabric.verbs import GlobalRoute
 from ipoib.netdev.actions import (
     Action,
     AttachQp,
@@ -21,7 +22,6 @@ from ipoib.netdev.actions import (
     DetachQp,
     Drop,
     Frame,
-    GrhAttr,
     ReleaseQueue,
     SendJoin,
     SendLeave,
@@ -91,7 +91,7 @@ def test_broadcast_answer_sets_qkey_mtu_carrier_and_starts_the_other_joins() -> 
     assert kinds == ["CreateAh", "AttachQp", "CarrierOn", "SendJoin"]
     ah = of(acts, CreateAh)[0].ah
     assert ah.attr.dlid == 0xC000 and ah.attr.static_rate == 3 and ah.attr.mtu == 4
-    assert ah.attr.grh == GrhAttr(dgid=BCAST, flow_label=0, hop_limit=0, traffic_class=0)
+    assert ah.attr.grh == GlobalRoute(dgid=BCAST, flow_label=0, hop_limit=0, traffic_class=0)
     assert of(acts, AttachQp) == [AttachQp(BCAST, 0xC000, 0x0B1B)]
     assert of(acts, CarrierOn) == [CarrierOn(2044, 0x0B1B)]
     assert t.carrier and t.broadcast is not None and t.broadcast.ready

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ipoib.fabric.verbs import GlobalRoute
 from ipoib.netdev.actions import (
     Action,
     AhAttr,
@@ -13,7 +14,6 @@ from ipoib.netdev.actions import (
     CreateAh,
     DestroyAh,
     Frame,
-    GrhAttr,
     PathSend,
     StartPathQuery,
 )
@@ -46,7 +46,7 @@ def test_ah_from_path_without_grh_when_hop_limit_is_zero() -> None:
 def test_ah_from_path_has_grh_when_hop_limit_is_set() -> None:
     rec = path_record(gid(2), 7, hop_limit=64, tclass=0x20, flow_label=0x12345)
     attr = ah_attr_from_path(rec)
-    assert attr.grh == GrhAttr(dgid=gid(2), flow_label=0x12345, hop_limit=64,
+    assert attr.grh == GlobalRoute(dgid=gid(2), flow_label=0x12345, hop_limit=64,
                                traffic_class=0x20)
 
 

@@ -42,6 +42,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..fabric.verbs import GlobalRoute
 from ..wire.mad import ClassPortInfo
 from ..wire.sa import MCMemberRecord, PathRecord
 
@@ -50,8 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Action", "Ah", "AhAttr", "AttachQp", "CancelJoin", "CancelPathQuery", "CarrierOff",
-    "CarrierOn", "ClassPortInfoDone", "CreateAh", "DestroyAh", "DetachQp", "Drop", "Frame",
-    "GrhAttr", "JoinDone", "LeaveDone", "NeighSend", "PathQueryDone", "PathSend",
+    "CarrierOn", "ClassPortInfoDone", "CreateAh", "DestroyAh", "DetachQp", "Drop", "Frame", "JoinDone", "LeaveDone", "NeighSend", "PathQueryDone", "PathSend",
     "ReleaseQueue", "SaAction", "SaFailed", "SendArpRequest", "SendJoin", "SendLeave",
     "SendMad", "SendNeighSolicit", "StartPathQuery",
 ]
@@ -71,17 +71,6 @@ class Frame(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class GrhAttr:
-    """The GRH part of an AH (verbs ``ib_global_route``)."""
-
-    dgid: bytes
-    flow_label: int = 0
-    hop_limit: int = 0
-    traffic_class: int = 0
-    sgid_index: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class AhAttr:
     """What an address handle is built from (verbs ``rdma_ah_attr``), plus the path MTU.
 
@@ -93,7 +82,7 @@ class AhAttr:
     sl: int = 0
     static_rate: int = 0
     src_path_bits: int = 0
-    grh: GrhAttr | None = None
+    grh: GlobalRoute | None = None
     mtu: int = 0
 
 

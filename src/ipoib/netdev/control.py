@@ -408,13 +408,10 @@ class DeviceControl:
                     pass  # already counted by the table that dropped
 
     def _create_ah(self, ah: Ah) -> None:
-        a, g = ah.attr, ah.attr.grh
-        gr = None if g is None else hca.GlobalRoute(
-            dgid=g.dgid, flow_label=g.flow_label, sgid_index=g.sgid_index,
-            hop_limit=g.hop_limit, traffic_class=g.traffic_class)
+        a = ah.attr
         attr = hca.AHAttr(dlid=a.dlid, sl=a.sl, src_path_bits=a.src_path_bits,
-                          static_rate=a.static_rate, is_global=gr is not None,
-                          port_num=self.port_num, gr=gr)
+                          static_rate=a.static_rate, is_global=a.grh is not None,
+                          port_num=self.port_num, gr=a.grh)
         ah.handle = hca.AH(self.pd, attr)
 
     def _attach(self, mgid: bytes, mlid: int, qkey: int | None) -> None:

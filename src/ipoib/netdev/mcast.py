@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from ..fabric.verbs import GlobalRoute
 from ..wire.ipoib import FULL_MEMBER, SCOPE_LINK, broadcast_mgid
 from ..wire.sa import IPOIB_BCAST_JOIN_MASK, IPOIB_MCAST_JOIN_MASK, JoinState, MCMemberRecord
 from .actions import (
@@ -49,7 +50,6 @@ from .actions import (
     DetachQp,
     Drop,
     Frame,
-    GrhAttr,
     ReleaseQueue,
     SendJoin,
     SendLeave,
@@ -332,7 +332,7 @@ class McastTable:
             self.reaper.release(g.ah, now)
         g.ah = self.reaper.create(AhAttr(
             dlid=record.mlid, sl=record.sl, static_rate=record.rate, mtu=record.mtu,
-            grh=GrhAttr(dgid=mgid, flow_label=record.flow_label, hop_limit=record.hop_limit,
+            grh=GlobalRoute(dgid=mgid, flow_label=record.flow_label, hop_limit=record.hop_limit,
                         traffic_class=record.tclass),
         ))
         g.tx = None

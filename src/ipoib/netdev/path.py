@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..fabric.verbs import GlobalRoute
 from ..wire.ipoib import HWADDR_LEN
 from ..wire.sa import PathRecord
 from .actions import (
@@ -37,7 +38,6 @@ from .actions import (
     DestroyAh,
     Drop,
     Frame,
-    GrhAttr,
     PathSend,
     StartPathQuery,
 )
@@ -63,7 +63,7 @@ def ah_attr_from_path(rec: PathRecord) -> AhAttr:
     """The AH for a PathRecord (Linux ``ib_init_ah_attr_from_path``; wire-formats.md §7.5)."""
     grh = None
     if rec.hop_limit > 0:
-        grh = GrhAttr(dgid=rec.dgid, flow_label=rec.flow_label, hop_limit=rec.hop_limit,
+        grh = GlobalRoute(dgid=rec.dgid, flow_label=rec.flow_label, hop_limit=rec.hop_limit,
                       traffic_class=rec.tclass)
     return AhAttr(dlid=rec.dlid, sl=rec.sl, static_rate=rec.rate, grh=grh, mtu=rec.mtu)
 
