@@ -57,6 +57,10 @@ class Ud:
         wr.set_wr_ud(ah, dqpn, qkey)
         self.qp.post_send(wr)
 
+    def received(self) -> list[bytes]:
+        """Payloads completed on this QP's receive side (other completions are dropped)."""
+        return [wc.data for wc in self.cq.poll(64) if wc.qp_num == self.qp.qp_num and wc.data]
+
 
 def ud(fabric: Fabric, name: str, *, qkey: int = 0x1B, pkey_index: int = 0, port: int = 1,
        create_flags: int = 0, cqe: int = 256) -> Ud:

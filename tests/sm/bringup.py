@@ -4,23 +4,10 @@ endpoints to send packets through it, and SA clients speaking MADs from an HCA p
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from ipoib.fabric import (
-    AH,
-    CQ,
-    PD,
-    QP,
-    AHAttr,
-    Context,
     Fabric,
-    GlobalRoute,
-    QPAttr,
-    QPInitAttr,
-    QPType,
-    RecvWR,
-    SendWR,
     Topology,
 )
 from ipoib.fabric.agents import MadAgent, ReceivedMad
@@ -29,6 +16,9 @@ from ipoib.sm.graph import SubnetGraph
 from ipoib.sm.manager import SmConfig
 from ipoib.sm.verify import RouteReport, verify_routes
 from ipoib.wire.mad import SA_CLASS_VERSION, MgmtClass, build_sa_mad
+
+from ..fabric.util import Ud
+from ..fabric.util import ud as fabric_ud
 
 NET_EXAMPLES = Path("/usr/share/doc/ibsim-utils/net-examples")
 EXAMPLES = ["net", "net.1", "net.2sw2path", "net.2sw2path4hca", "net.2sw2path4hca2port"]
@@ -88,51 +78,17 @@ def route_report(fabric: Fabric) -> RouteReport:
     return verify_routes(graph, lfts, fabric_lids(fabric))
 
 
-@dataclass
-class Ud:
-    """A UD QP in RTS on one HCA port."""
-
-    ctx: Context
-    pd: PD
-    cq: CQ
-    qp: QP
-    port: int
-
-    @property
-    def lid(self) -> int:
-        return self.ctx.query_port(self.port).lid
-
-    def post_recvs(self, n: int = 4) -> None:
-        for i in range(n):
-            self.qp.post_recv(RecvWR(100 + i, 4096))
-
-    def send(self, dlid: int, dqpn: int, payload: bytes, *, sl: int = 0,
-             gr: GlobalRoute | None = None) -> None:
-        ah = AH(self.pd, AHAttr(dlid=dlid, sl=sl, port_num=self.port, is_global=gr is not None,
-                                gr=gr))
-        wr = SendWR(1, payload)
-        wr.set_wr_ud(ah, dqpn, QKEY)
-        self.qp.post_send(wr)
-
-    def received(self) -> list[bytes]:
-        return [wc.data for wc in self.cq.poll(64) if wc.qp_num == self.qp.qp_num and wc.data]
-
-
 def ud(fabric: Fabric, name: str, port: int = 1, pkey_index: int = 0) -> Ud:
-    ctx = fabric.context(name)
-    pd = PD(ctx)
-    cq = CQ(ctx, 256)
-    qp = QP(pd, QPInitAttr(qp_type=QPType.UD, scq=cq, rcq=cq),
-            QPAttr(qkey=QKEY, pkey_index=pkey_index, port_num=port))
-    end = Ud(ctx, pd, cq, qp, port)
-    end.post_recvs()
+    """A UD QP in RTS on ``name``'s ``port`` with 4 receives posted."""
+    end = fabric_ud(fabric, name, port=port, pkey_index=pkey_index, qkey=QKEY)
+    end.post_recvs(4)
     return end
 
 
 def packet_arrives(fabric: Fabric, src: Ud, dst: Ud, payload: bytes = b"hello") -> bool:
     """Send one UD packet by LID through the switches and see whether ``dst`` got it."""
     dst.received()
-    src.send(dst.lid, dst.qp.qp_num, payload)
+    src.send(dst, payload, qkey=QKEY)
     fabric.process(fabric.now)
     got = dst.received()
     dst.post_recvs(len(got))

@@ -20,7 +20,7 @@ from ipoib.wire.sa import (
     unpack_records,
 )
 
-from .bringup import SaClient, Ud, bring_up, ud
+from .bringup import QKEY, SaClient, Ud, bring_up, ud
 
 PREFIX = 0xFE80_0000_0000_0000
 BCAST = broadcast_mgid(0xFFFF)
@@ -72,7 +72,7 @@ def _member(fabric: Fabric, name: str, mlid: int, mgid: bytes = BCAST) -> Ud:
 
 
 def _mcast(fabric: Fabric, src: Ud, mlid: int, mgid: bytes, payload: bytes) -> None:
-    src.send(mlid, 0xFFFFFF, payload, gr=GlobalRoute(dgid=mgid))
+    src.send(mlid, payload, qkey=QKEY, gr=GlobalRoute(dgid=mgid))
     fabric.process(fabric.now)
 
 
