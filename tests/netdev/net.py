@@ -23,21 +23,6 @@ from ipoib.wire.mad import MgmtClass
 from ..clock import VirtualClock
 
 
-class SmPump:
-    """The pump contract for an SM binding (it offers ``handle_timer``)."""
-
-    def __init__(self, binding: SmBinding) -> None:
-        self.binding = binding
-
-    def process(self, now: float) -> None:
-        t = self.binding.get_timer()
-        if t is not None and t <= now:
-            self.binding.handle_timer(now)
-
-    def get_timer(self) -> float | None:
-        return self.binding.get_timer()
-
-
 def v4(n: int) -> str:
     """Host ``n``'s IPv4 address on 10.0.0.0/16."""
     return f"10.0.{n >> 8}.{n & 0xFF}"
@@ -71,7 +56,6 @@ class Net:
     fabric: Fabric
     binding: SmBinding | None
     clock: VirtualClock
-    pump: SmPump | None = None
     devs: dict[str, IpoibDevice] = field(default_factory=dict)
     index: dict[str, int] = field(default_factory=dict)
 
@@ -98,12 +82,10 @@ class Net:
         """Stop the running SM, if any, and start another (a failover, a restart)."""
         if self.binding is not None:
             self.binding.close()
-            assert self.pump is not None
-            self.clock.pumpables.remove(self.pump)
+            self.clock.pumpables.remove(self.binding)
         self.binding = SmBinding(self.fabric, node or self.fabric.topology.nodes[0].name,
                                  config=config, guid2lid=guid2lid)
-        self.pump = SmPump(self.binding)
-        self.clock.add(self.pump)
+        self.clock.add(self.binding)
         self.binding.start(self.clock.now)
         return self.binding
 

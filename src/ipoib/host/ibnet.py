@@ -45,38 +45,6 @@ from .opensm import START_TIMEOUT, UMAD2SIM, UMAD2SIM_ENV, OpenSm, OpenSmConfig
 SM_MODES = ("embedded", "opensm", "none")
 
 
-class SmPump:
-    """The embedded SM's binding under the pump contract.
-
-    The SM's deadline moves only when it handles a MAD (``SmBinding.received`` counts them)
-    or acts on a timer (here); between those the deadline is kept, so a turn of the pump that
-    only moved data (a ping, a TCP stream) costs no call into the SM at all."""
-
-    def __init__(self, binding: SmBinding) -> None:
-        self.binding = binding
-        self._next: float | None = None
-        self._seen = -1
-        """``binding.received`` when ``_next`` was asked (-1: ask now)."""
-
-    def _deadline(self) -> float | None:
-        received = self.binding.received
-        if received != self._seen:
-            self._next = self.binding.get_timer()
-            self._seen = received
-        return self._next
-
-    def process(self, now: float) -> None:
-        """Let the SM act on its timers when they are due."""
-        t = self._deadline()
-        if t is not None and t <= now:
-            self.binding.handle_timer(now)
-            self._seen = -1
-
-    def get_timer(self) -> float | None:
-        """The SM's next deadline."""
-        return self._deadline()
-
-
 class _WallClockWriter:
     """A capture writer that stamps packets with wall-clock time instead of monotonic time."""
 
@@ -138,7 +106,7 @@ class IbNet:
             name = next(n.name for n in topology.nodes if node in (n.name, n.description))
             self.sm = SmBinding(self.fabric, name, config=SmConfig(partitions=text))
             self.sm.start(now)
-            self.pumpables.append(SmPump(self.sm))
+            self.pumpables.append(self.sm)
         elif sm == "opensm":
             assert ibsim is not None and opensm_dir is not None
             if partitions and not os.access(partitions, os.R_OK):

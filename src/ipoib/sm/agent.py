@@ -52,15 +52,20 @@ class SmBinding:
         fabric.set_issm(node, port_num, True)
         self.sent = 0
         self.received = 0
+        self._next: float | None = None
+        self._stale = True
+        """The SM's deadline must be asked again (it started, got a MAD or acted)."""
         self.on_progress = on_progress
         self.progress_every = max(1, progress_every)
 
     def start(self, now: float | None = None) -> None:
         """Start the SM (its first SMPs go out at once)."""
+        self._stale = True
         self.sm.start(self.fabric.now if now is None else now)
         self.flush()
 
     def _rx(self, rx: ReceivedMad) -> None:
+        self._stale = True
         addr = MadAddr(rx.slid, rx.src_qp, rx.pkey, rx.sl, rx.dlid)
         self.sm.receive(rx.mad, addr, self.fabric.now)
         self.flush()
@@ -79,16 +84,29 @@ class SmBinding:
             agent.send(om.mad, dlid=om.dlid, dqp=om.dest_qp, pkey=om.pkey, sl=om.sl)
 
     def get_timer(self) -> float | None:
-        """The SM's next deadline."""
-        return self.sm.get_timer()
+        """The SM's next deadline. It moves only when the SM starts, handles a MAD or acts
+        on a timer, all of which pass through the binding; between those it is remembered,
+        so a pump turn that only moved data costs no call into the SM."""
+        if self._stale:
+            self._next = self.sm.get_timer()
+            self._stale = False
+        return self._next
 
     def handle_timer(self, now: float) -> None:
         """Let the SM act on time, then send what it produced."""
+        self._stale = True
         self.sm.handle_timer(now)
         self.flush()
 
+    def process(self, now: float) -> None:
+        """The pump contract: act on the SM's timers when they are due."""
+        t = self.get_timer()
+        if t is not None and t <= now:
+            self.handle_timer(now)
+
     def close(self) -> None:
         """Stop the SM, unregister the agents, clear IsSM."""
+        self._stale = True
         self.sm.stop()
         for agent in self.agents.values():
             agent.close()
