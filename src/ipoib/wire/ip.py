@@ -2,9 +2,9 @@
 
 The driver sits below IP: it needs a packet's destination to pick the next hop, must answer
 and originate ARP/ND and DHCP on the host's behalf, and must see IGMP/MLD reports to know which
-multicast groups to join on the fabric. It needs nothing of routing, fragmentation or TCP.
+multicast groups to join on the fabric; of TCP it reads only what receive coalescing needs.
 Layouts: RFC 791 §3.1, RFC 8200 §3-4, RFC 768, RFC 792, RFC 4443 §2, RFC 2236, RFC 3376 §4,
-RFC 2710 §3, RFC 3810 §5. Checksums are RFC 1071 ones'-complement sums.
+RFC 2710 §3, RFC 3810 §5, RFC 9293 §3.1. Checksums are RFC 1071 ones'-complement sums.
 """
 
 from __future__ import annotations
@@ -141,6 +141,24 @@ class UdpHeader(Record):
     dport: int = u(2, 16)
     length: int = u(4, 16)
     checksum: int = u(6, 16)
+
+
+@layout(size=20, name="TCP", section="RFC 9293 §3.1")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TcpHeader(Record):
+    """The fixed TCP header; options follow up to ``data_offset * 4``. The driver reads it
+    only to coalesce received segments (GRO) before handing them to the host."""
+
+    sport: int = u(0, 16)
+    dport: int = u(2, 16)
+    seq: int = u(4, 32)
+    ack: int = u(8, 32)
+    data_offset: int = u(12, 4)
+    flags: int = u(13, 8)
+    """CWR ECE URG ACK PSH RST SYN FIN, most significant bit first."""
+    window: int = u(14, 16)
+    checksum: int = u(16, 16)
+    urgent: int = u(18, 16)
 
 
 @layout(size=4, name="ICMP", section="RFC 792, RFC 4443 §2.1")
