@@ -95,7 +95,7 @@ class Device(Sleeper):
 
 
 class FakeTun:
-    fd, mtu = -1, 2044
+    fd, mtu, vnet_hdr = -1, 2044, 0
 
 
 def test_an_endpoint_that_sleeps_is_known_as_one() -> None:

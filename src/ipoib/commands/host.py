@@ -52,6 +52,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("--partitions", metavar="FILE",
                     help="OpenSM partitions.conf for the SM (OpenSM's -P)")
     up.add_argument("--capture", metavar="FILE", help="capture the fabric's packets to FILE")
+    up.add_argument("--no-gro", action="store_true",
+                    help="hand the hosts every received TCP segment on its own (no GRO)")
     up.add_argument("--detach", action="store_true",
                     help="serve in the background; return once every host has carrier")
     up.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
@@ -143,7 +145,7 @@ def _serve(args: argparse.Namespace, topo: Topology, subnet: IPv4Network, run_di
     """
     d = daemon.build(topo, hosts=_names(args.hosts), subnet=subnet, sm=args.sm,
                      capture=args.capture, run_dir=run_dir, sm_node=args.sm_node,
-                     partitions=args.partitions, sm_wait=args.wait)
+                     partitions=args.partitions, sm_wait=args.wait, gro=not args.no_gro)
     return d.run(lambda rows: report("ready", rows), carrier_timeout=args.wait,
           on_timeout=lambda missing: report("timeout", missing))
 

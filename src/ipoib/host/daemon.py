@@ -81,6 +81,8 @@ class Host:
     endpoint: Endpoint
     describe: Callable[[], Mapping[str, Any]] = _no_description
     routes: Sequence[tun.Route] = ()
+    gro: bool = True
+    """Coalesce received TCP runs for the host's stack (as Linux's IPoIB does with GRO)."""
     tun: tun.Tun | None = field(default=None, repr=False)
 
 
@@ -194,8 +196,8 @@ class Daemon:
             self.state.tuns.append([h.netns, tun.DEFAULT_IFNAME])
             self._save()
             h.tun = tun.create(h.netns, mtu=h.mtu, ipv4=h.ipv4, ipv6=[h.ipv6],
-                               routes=h.routes, carrier=False)
-            self.runtime.attach(h.tun, h.endpoint)
+                               routes=h.routes, carrier=False, vnet_hdr=True)
+            self.runtime.attach(h.tun, h.endpoint, gro=h.gro)
 
     def add_child(self, pid: int) -> None:
         """Record a child process (an OpenSM, a capture helper) for cleanup."""
@@ -379,14 +381,15 @@ def build(topology: Topology, *, hosts: Sequence[str] | None = None,
           capture: str | None = None, prefix: str | None = None,
           run_dir: RunDir | None = None, mtu: int = DEFAULT_MTU,
           ibsim: str | None = None, sm_node: str | None = None,
-          partitions: str | None = None, sm_wait: float = 60.0) -> Daemon:
+          partitions: str | None = None, sm_wait: float = 60.0,
+          gro: bool = True) -> Daemon:
     """The daemon for a run of ``topology``: one host per HCA (or per name in ``hosts``).
 
     The fabric is simulated in this process with its SM on ``sm_node`` (default: the first
     node): the embedded SM, none, or OpenSM (``sm="opensm"``, files in the run directory's
     ``opensm/``, recorded as a child, "SUBNET UP" awaited for ``sm_wait`` seconds before
     the wait for carrier); ``partitions`` is a partitions.conf for either SM. Each host's
-    TUN is wired to an IPoIB device on its HCA's port 1.
+    TUN is wired to an IPoIB device on its HCA's port 1; ``gro`` coalesces what it receives.
     ``capture`` records every packet crossing the fabric from the start (ERF, Wireshark).
     Each device follows its namespace's routes through netlink (:mod:`.routesync`).
     The fabric also serves the ibsim protocol on the abstract socket base name ``ibsim``
@@ -404,7 +407,7 @@ def build(topology: Topology, *, hosts: Sequence[str] | None = None,
     built = []
     for p in plans:
         dev = net.add_host(p.name, [p.ipv4, p.ipv6])
-        built.append(Host(p.name, p.netns, p.ipv4, p.ipv6, mtu, dev, dev.describe))
+        built.append(Host(p.name, p.netns, p.ipv4, p.ipv6, mtu, dev, dev.describe, gro=gro))
     by_key: dict[str, str] = {}
     for p in plans:
         for k in (p.name, p.netns, str(p.ipv4.ip), str(p.ipv6.ip)):

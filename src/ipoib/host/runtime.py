@@ -18,6 +18,10 @@ from a handler the fabric runs in its own ``process`` (which comes first in the 
 a ``transmit`` that left something to do. Idle hosts, and hosts that only send on their fast
 path, cost nothing per turn.
 
+A TUN opened with a ``virtio_net_hdr`` (:mod:`.tun`) has it stripped from what is read,
+and what is written goes through receive coalescing (:class:`~ipoib.netdev.gro.Gro`) or,
+with GRO off, gets a plain header.
+
 Other sources of work (the ibsim server's socket, a control command) register their own
 ``loop.add_reader`` or run as handlers, and call :meth:`Runtime.kick` to get a pump.
 """
@@ -34,6 +38,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, cast
 
+from ..netdev.gro import Gro
+from ..wire.vnet import PLAIN
 from .tun import READ_BUDGET, Tun
 
 
@@ -87,6 +93,8 @@ class Attachment:
     sleeper: Pumpable | None = None
     """The endpoint, when it is also one of the pumpables that sleep (``set_wakeup``): it is
     drained only in the turns it runs."""
+    gro: Gro | None = None
+    """Receive coalescing for a TUN with a ``virtio_net_hdr`` (None: off, or no header)."""
 
 
 CarrierCallback = Callable[[Attachment], None]
@@ -127,11 +135,13 @@ class Runtime:
 
     # -- wiring -------------------------------------------------------------------------
 
-    def attach(self, tun: Tun, endpoint: Endpoint) -> Attachment:
-        """Serve ``tun`` with ``endpoint`` (before :meth:`run`, or while it runs)."""
+    def attach(self, tun: Tun, endpoint: Endpoint, *, gro: bool = True) -> Attachment:
+        """Serve ``tun`` with ``endpoint`` (before :meth:`run`, or while it runs); ``gro``
+        coalesces what is written when the TUN has a ``virtio_net_hdr``."""
         sleeps = id(endpoint) in self._sleepers
         att = Attachment(tun, endpoint, batch=getattr(endpoint, "transmit_batch", None),
-                         sleeper=cast(Pumpable, endpoint) if sleeps else None)
+                         sleeper=cast(Pumpable, endpoint) if sleeps else None,
+                         gro=Gro() if gro and tun.vnet_hdr else None)
         self.attachments.append(att)
         if self._loop is not None:
             self._add_reader(att)
@@ -152,14 +162,19 @@ class Runtime:
         """Read until EAGAIN (or the budget), hand the packets over, then pump once."""
         assert self._loop is not None
         now = self._loop.time()
-        read, fd, size = os.read, att.tun.fd, att.tun.mtu
+        read, fd, skip = os.read, att.tun.fd, att.tun.vnet_hdr
+        size = att.tun.mtu + skip
         budget = self._budget
         batch = att.batch
         if batch is not None:  # the whole read batch in one call
             packets: list[bytes] = []
             try:
-                while len(packets) < budget:
-                    packets.append(read(fd, size))
+                if skip:
+                    while len(packets) < budget:
+                        packets.append(read(fd, size)[skip:])
+                else:
+                    while len(packets) < budget:
+                        packets.append(read(fd, size))
             except BlockingIOError:
                 pass
             except OSError:
@@ -173,7 +188,7 @@ class Runtime:
             n = 0
             try:
                 while n < budget:
-                    transmit(read(fd, size), now)
+                    transmit(read(fd, size)[skip:], now)
                     n += 1
             except BlockingIOError:
                 pass
@@ -212,6 +227,10 @@ class Runtime:
                 continue  # a sleeping device has nothing for its host and the same carrier
             out = att.endpoint.drain_to_host()
             if out:
+                if att.gro is not None:
+                    out = att.gro.frames(out)
+                elif att.tun.vnet_hdr:
+                    out = [PLAIN + p for p in out]
                 fd = att.tun.fd
                 n = 0
                 for packet in out:
@@ -318,10 +337,15 @@ class Runtime:
             and not self._stopped.is_set()
 
     def counters(self) -> dict[str, int]:
-        """The runtime's own figures: batches, per-reason drops, packets each way."""
+        """The runtime's own figures: batches, per-reason drops, packets each way (a
+        coalesced run counts once in ``to_hosts``; ``gro_segments`` went into
+        ``gro_coalesced`` of them)."""
+        gros = [a.gro.stats for a in self.attachments if a.gro is not None]
         out = {"batches": self.batches,
                "from_hosts": sum(a.rx_packets for a in self.attachments),
-               "to_hosts": sum(a.tx_packets for a in self.attachments)}
+               "to_hosts": sum(a.tx_packets for a in self.attachments),
+               "gro_segments": sum(g.segments for g in gros),
+               "gro_coalesced": sum(g.coalesced for g in gros)}
         for reason in RUNTIME_DROPS:
             out[f"drop_{reason}"] = self.drops[reason]
         return out

@@ -6,6 +6,12 @@ exactly what an IPoIB interface hands the stack once its 4-byte encapsulation he
 It is opened from a thread that has entered the namespace, so it is created there, while the
 fd (non-blocking) lives on in the daemon. It is not persistent: closing the fd removes it.
 
+A host's device is also opened with ``IFF_VNET_HDR``: every packet then carries a 10-byte
+``virtio_net_hdr`` (:mod:`ipoib.wire.vnet`) both ways, which lets the driver hand the stack
+coalesced TCP runs (GRO, :mod:`ipoib.netdev.gro`). No offload is switched on towards the
+daemon (``TUNSETOFFLOAD`` is left at none), so what the stack sends stays MTU-sized with its
+checksums done, as it must to cross the fabric.
+
 The kernel makes TUN devices ``POINTOPOINT | NOARP``, so it neither resolves neighbours nor
 runs DAD on them; the driver behind the fd does ARP itself. IPv6 address generation is turned
 off so that the only link-local address is the one the caller derives from the port GUID
@@ -25,6 +31,7 @@ from typing import Any
 
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
+from ..wire.vnet import PLAIN, VNET_HDR_SIZE
 from . import netns
 
 TUN_DEVICE = "/dev/net/tun"
@@ -34,6 +41,7 @@ TUNSETCARRIER = 0x400454E2
 """``_IOW('T', 226, int)``: set the device's carrier (Linux 5.0 and later)."""
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
 IFA_F_NODAD = 0x02
 IN6_ADDR_GEN_MODE_NONE = 1
 MULTICAST_V4 = IPv4Network("224.0.0.0/4")
@@ -63,6 +71,8 @@ class Tun:
     netns: str
     ifindex: int
     mtu: int
+    vnet_hdr: int = 0
+    """Bytes of ``virtio_net_hdr`` in front of every packet read or written (0: none)."""
 
     def set_carrier(self, on: bool) -> None:
         """Turn the device's carrier on or off (the kernel stops queueing to it when off)."""
@@ -71,17 +81,18 @@ class Tun:
     def read_batch(self, budget: int = READ_BUDGET) -> list[bytes]:
         """Up to ``budget`` packets, stopping at EAGAIN (the slow path; the runtime inlines it)."""
         out: list[bytes] = []
-        read, fd, size = os.read, self.fd, self.mtu
+        read, fd, skip = os.read, self.fd, self.vnet_hdr
+        size = self.mtu + skip
         try:
             while len(out) < budget:
-                out.append(read(fd, size))
+                out.append(read(fd, size)[skip:])
         except BlockingIOError:
             pass
         return out
 
     def write(self, packet: bytes) -> None:
         """Hand one IP packet to the namespace's stack."""
-        os.write(self.fd, packet)
+        os.write(self.fd, PLAIN + packet if self.vnet_hdr else packet)
 
     def close(self) -> None:
         """Close the fd, which removes the device."""
@@ -90,13 +101,15 @@ class Tun:
             self.fd = -1
 
 
-def open_fd(ifname: str = DEFAULT_IFNAME) -> int:
-    """A non-blocking fd on a new ``IFF_TUN | IFF_NO_PI`` device in the caller's namespace."""
+def open_fd(ifname: str = DEFAULT_IFNAME, *, vnet_hdr: bool = False) -> int:
+    """A non-blocking fd on a new ``IFF_TUN | IFF_NO_PI`` device in the caller's namespace,
+    with ``IFF_VNET_HDR`` when ``vnet_hdr``."""
     if len(ifname.encode()) >= 16:
         raise netns.HostError(f"interface name {ifname!r} is longer than 15 bytes")
     fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(ifname.encode(), IFF_TUN | IFF_NO_PI))
+        flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+        fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(ifname.encode(), flags))
     except BaseException:
         os.close(fd)
         raise
@@ -105,20 +118,23 @@ def open_fd(ifname: str = DEFAULT_IFNAME) -> int:
 
 def create(ns: str, ifname: str = DEFAULT_IFNAME, *, mtu: int,
            ipv4: IPv4Interface | None = None, ipv6: Sequence[IPv6Interface] = (),
-           routes: Iterable[Route] = (), carrier: bool = False) -> Tun:
+           routes: Iterable[Route] = (), carrier: bool = False,
+           vnet_hdr: bool = False) -> Tun:
     """Create, address and bring up ``ifname`` in namespace ``ns``; the daemon keeps the fd.
 
+    ``vnet_hdr`` opens it with ``IFF_VNET_HDR`` (the driver may then write GSO packets).
     ``ipv4`` gets its prefix route from the kernel; ``ipv6`` addresses (a link-local one given
     by the caller) are added without DAD; ``routes`` are added on top, plus 224.0.0.0/4.
     """
     with netns.entered(ns):
-        fd = open_fd(ifname)
+        fd = open_fd(ifname, vnet_hdr=vnet_hdr)
         try:
             ipr = IPRoute()
         except BaseException:
             os.close(fd)
             raise
-    tun = Tun(fd=fd, ifname=ifname, netns=ns, ifindex=0, mtu=mtu)
+    tun = Tun(fd=fd, ifname=ifname, netns=ns, ifindex=0, mtu=mtu,
+              vnet_hdr=VNET_HDR_SIZE if vnet_hdr else 0)
     try:
         (tun.ifindex,) = ipr.link_lookup(ifname=ifname)
         _configure(ipr, tun, ipv4, ipv6, routes, carrier)
