@@ -154,6 +154,25 @@ def test_transactions_window_retry_timeout_and_matching() -> None:
     assert tx.idle and tx.counters["timeouts"] == 2 and tx.get_timer() is None
 
 
+def test_requests_leave_in_the_order_made_when_answers_ask_for_more() -> None:
+    # window 2: requests 0-3 made, 0 and 1 on the wire; the answer to 0 makes request 4,
+    # which must wait behind 2 and 3 (queued first), not jump the queue
+    out: list[OutMad] = []
+    tx = SmpTransactions(out, window=2)
+
+    def more(ctx: Any, status: int, data: bytes | None) -> None:
+        if ctx == 0:
+            tx.request(Method.GET, SmpAttr.NODE_INFO, 4, (1,), None, more, 4)
+
+    for i in range(4):
+        tx.request(Method.GET, SmpAttr.NODE_INFO, i, (1,), None, more, i)
+    assert tx.on_response(_answer(out[0]), 0.0)
+    while len(out) < 5:
+        assert tx.on_response(_answer(out[len(out) - 2]), 0.0)
+    assert [int.from_bytes(o.mad[20:24], "big") for o in out] == [0, 1, 2, 3, 4]
+    assert tx.high_water == 2
+
+
 def test_transactions_reject_long_paths_and_carry_status() -> None:
     out: list[OutMad] = []
     tx = SmpTransactions(out)

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..wire.errors import DecodeError
 from ..wire.ib import (
@@ -86,19 +85,21 @@ _DR_LEN = _M + MAD_SIZE
     DrSmpHeader.BY_NAME[f].byte for f in ("mgmt_class", "method", "direction", "hop_pointer",
                                           "hop_count", "tid", "dr_slid", "dr_dlid"))
 """Byte offsets in a DR SMP, from its declared header."""
-_METHOD, _D, _HP, _HC, _DRSLID, _DRDLID = (
-    _M + b for b in (_METHOD_B, _D_B, _HP_B, _HC_B, _DRSLID_B, _DRDLID_B))
+_METHOD, _D, _HP, _HC, _TID, _DRSLID, _DRDLID = (
+    _M + b for b in (_METHOD_B, _D_B, _HP_B, _HC_B, _TID_B, _DRSLID_B, _DRDLID_B))
 """The same offsets in a packet that starts with :data:`_DR_HEADER`."""
 _IPATH = _M + DR_INITIAL_PATH_OFFSET
 _RPATH = _M + DR_RETURN_PATH_OFFSET
 _DR_CLASS = int(MgmtClass.SUBN_DIRECTED_ROUTE)
-_DR_PREFIX = _DR_HEADER + DrSmpHeader().encode()[:_CLASS_B + 1]
+_DR_PREFIX = DR_PREFIX = _DR_HEADER + DrSmpHeader().encode()[:_CLASS_B + 1]
 """:data:`_DR_HEADER` and a DR SMP's BaseVersion and MgmtClass: what the fast paths take."""
+DR_LEN = _DR_LEN
 
 
-@dataclass(frozen=True, slots=True)
-class ReceivedMad:
-    """A MAD as an agent receives it, with the addressing an answer needs."""
+class ReceivedMad(NamedTuple):
+    """A MAD as an agent receives it, with the addressing an answer needs (a named tuple:
+    one is made per MAD received, a sweep's worth, at a quarter of a frozen dataclass's
+    cost)."""
 
     mad: bytes
     port_num: int
@@ -204,13 +205,19 @@ class MadAgent:
                 and mad[_DRSLID_B:_DRSLID_B + 2] == b"\xff\xff"):
             # a request starting its directed part here (C14-9:1): the common case, in one
             # header patch; the same packet as the general path below
-            tid = self.agent_id << 32 | int.from_bytes(mad[_TID_B + 4:_TID_B + 8], "big")
-            mad = with_header(mad, tid=tid, hop_pointer=1)
+            agent_id = self.agent_id
+            tid = agent_id << 32 | int.from_bytes(mad[_TID_B + 4:_TID_B + 8], "big")
             node = self.node
             out = mad[DR_INITIAL_PATH_OFFSET + 1] if isinstance(node, Switch) \
                 else self.port_num
             if 1 <= out <= node.nports:
-                self.fabric.transmit(node.ports[out], _DR_HEADER + mad)
+                buf = bytearray(_DR_HEADER)
+                buf += mad
+                buf[_TID:_TID + 4] = agent_id.to_bytes(4, "big")
+                buf[_HP] = 1
+                for a, e, zeros in sma.DR_RESERVED:  # as with_header re-encodes the header
+                    buf[_M + a:_M + e] = zeros
+                self.fabric.transmit_dr(node.ports[out], buf)
             else:
                 node.drops["dr_discard"] += 1
             return tid
@@ -281,9 +288,28 @@ def _dr_packet(mad: bytes, dlid: int = PERMISSIVE, slid: int = PERMISSIVE) -> by
 
 
 def _dr_fast(fabric: Fabric, node: Node, port: Port, pkt: bytes, in_port: int) -> bool:
-    """The common cases of a DR SMP reaching ``node``, done on the packet bytes; True when
-    handled. A sweep is made of these, and each is what the general path
-    (:func:`sma.dr_receive`, :func:`dr_act`, :func:`local`) does with the same packet:
+    """The common cases of a DR SMP reaching ``node`` (:func:`dr_hop`), done on a copy of
+    the packet bytes; True when handled. Only the header every DR hop sends
+    (:data:`_DR_HEADER`) with a whole MAD qualifies; anything else is left to the general
+    path (:func:`sma.dr_receive`, :func:`dr_act`, :func:`local`): False, with nothing done.
+    """
+    if len(pkt) != _DR_LEN or not pkt.startswith(_DR_PREFIX):
+        return False
+    buf = bytearray(pkt)
+    out = dr_hop(fabric, node, port, buf, in_port)
+    if out < 0:
+        return False
+    if out:
+        fabric.transmit_dr(node.ports[out], buf)
+    return True
+
+
+def dr_hop(fabric: Fabric, node: Node, port: Port, buf: bytearray, in_port: int) -> int:
+    """What ``node`` does with the DR SMP ``buf`` (a packet that starts with
+    :data:`_DR_PREFIX`, :data:`_DR_LEN` bytes) that arrived on ``in_port``, done in place
+    (``port``: the node's management side). A sweep is made of these, and each is what the
+    general path (:func:`sma.dr_receive`, :func:`dr_act`, :func:`local`) does with the same
+    packet:
 
     - a switch in the middle of the directed part passes it on: C14-9:2 outbound
       (ReturnPath[HopPointer] = ``in_port``, HopPointer + 1), C14-13:2 returning
@@ -293,63 +319,58 @@ def _dr_fast(fabric: Fabric, node: Node, port: Port, pkt: bytes, in_port: int) -
     - the end of a returning directed part (C14-13:3, DrSLID permissive) is a response for
       the agent whose id is in the TID.
 
-    Only the header every DR hop sends (:data:`_DR_HEADER`) with a whole MAD qualifies;
-    anything else (other headers, LID-routed ends, traps, bad counts) is left to the general
-    path: False, with nothing done.
+    Returns the port to send ``buf`` out of next; 0 when it ends here (delivered, discarded
+    and counted); -1, with ``buf`` untouched, for anything else (other headers' cases,
+    LID-routed ends, traps, bad counts, delayed answers): the general path's to take.
     """
-    if len(pkt) != _DR_LEN or not pkt.startswith(_DR_PREFIX):
-        return False
-    hp, hc = pkt[_HP], pkt[_HC]
+    hp, hc = buf[_HP], buf[_HC]
     if hc > MAX_HOP_COUNT or in_port > 0xFF:
-        return False
-    if pkt[_D] & 0x80:
+        return -1
+    if buf[_D] & 0x80:
         if 2 <= hp <= hc:
             if not isinstance(node, Switch):
-                return False
-            out = pkt[_RPATH + hp - 1]
-            buf = bytearray(pkt)
+                return -1
+            out = buf[_RPATH + hp - 1]
             buf[_HP] = hp - 1
-        elif hp == 1 and pkt[_DRSLID:_DRSLID + 2] == b"\xff\xff":
-            method = pkt[_METHOD]
-            if not method & RESPONSE_BIT:
-                return False
-            mad = pkt[_M:_HP] + b"\0" + pkt[_HP + 1:]
+        elif hp == 1 and buf[_DRSLID] == 0xFF and buf[_DRSLID + 1] == 0xFF:
+            if not buf[_METHOD] & RESPONSE_BIT:
+                return -1
+            buf[_HP] = 0
+            mad = bytes(buf[_M:])
             agent = node.agent_ids.get(int.from_bytes(mad[_TID_B:_TID_B + 4], "big"))
             if agent is None or agent.port_num != port.num:
                 node.drops["unmatched_response"] += 1
             else:
                 agent.deliver(ReceivedMad(mad, port.num, in_port, PERMISSIVE, PERMISSIVE, 0,
                                           0, 0, 0xFFFF, 0))
-            return True
+            return 0
         else:
-            return False
+            return -1
     elif hp < hc:
         if hp == 0 or not isinstance(node, Switch):
-            return False
-        out = pkt[_IPATH + hp + 1]
-        buf = bytearray(pkt)
+            return -1
+        out = buf[_IPATH + hp + 1]
         buf[_HP] = hp + 1
         buf[_RPATH + hp] = in_port
-    elif (hp == hc and hc and pkt[_DRDLID:_DRDLID + 2] == b"\xff\xff"
-          and not is_response(pkt[_METHOD]) and node.mad_delay <= 0):
-        req = bytearray(pkt[_M:])
-        req[_HP - _M] = hp + 1
-        req[_RPATH - _M + hp] = in_port
-        resp = sma.process_smp(node, in_port, bytes(req))
-        if resp is None:
-            return False  # not for the SMA (SMInfo, traps): the general path finds an agent
-        if resp == sma.DISCARD:
-            return True
-        buf = bytearray(_DR_HEADER + resp)
+    elif (hp == hc and hc and buf[_DRDLID] == 0xFF and buf[_DRDLID + 1] == 0xFF
+          and not is_response(buf[_METHOD]) and node.mad_delay <= 0):
+        was = buf[_RPATH + hp]
+        buf[_HP] = hp + 1
+        buf[_RPATH + hp] = in_port
+        answered = sma.answer_dr(node, in_port, buf, _M)
+        if answered < 0:  # not for the SMA (SMInfo, traps): the general path finds an agent
+            buf[_HP], buf[_RPATH + hp] = hp, was
+            return -1
+        if not answered:
+            return 0
         buf[_HP] = hc  # C14-13:1: the responder starts the return at HopCount
         out = in_port  # ReturnPath[HopCount], written above
     else:
-        return False
+        return -1
     if 1 <= out <= node.nports:
-        fabric.transmit(node.ports[out], bytes(buf))
-    else:
-        node.drops["dr_discard"] += 1
-    return True
+        return out
+    node.drops["dr_discard"] += 1
+    return 0
 
 
 def dr_act(fabric: Fabric, node: Node, port: Port, act: sma.DrAction, rx: ReceivedMad) -> None:

@@ -18,6 +18,10 @@ and it is bypassed while a tap records, so a capture still sees every hop. A rou
 drop the packet, or end at a switch's management port, is not taken from the cache: those
 packets take the loop.
 
+A directed-route SMP (a sweep is made of them) is carried by :meth:`Fabric.transmit_dr`:
+the same link crossings and node rules as the loop, taken in one loop on one mutable copy
+of the packet, in the order the work queue would give.
+
 Delivery into a receive queue is synchronous; anything that calls user code (completion
 callbacks, MAD agent handlers, async events) is deferred to :meth:`Fabric.process`, and
 delayed events (MAD delay faults, trap repeats) wait in a heap. The fabric never reads a
@@ -88,6 +92,7 @@ class Fabric:
         self.by_guid: dict[int, Node] = {}
         self._work: deque[tuple[Port, bytes, int]] = deque()
         self._pumping = False
+        self._walking = False
         self._deferred: deque[Callable[[], None]] = deque()
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = 0
@@ -264,6 +269,62 @@ class Fabric:
                     self._hop(*work.popleft())
         finally:
             self._pumping = False
+
+    def transmit_dr(self, port: Port, buf: bytearray) -> None:
+        """Send a directed-route SMP out of ``port`` exactly as :meth:`transmit` would, carried
+        from link to link in one loop on the one mutable ``buf`` (the permissive DR header and
+        a whole MAD, else it takes :meth:`transmit`): each link crossed as :meth:`_hop` crosses
+        it (counters, faults), each node's part done in place by :func:`.agents.dr_hop`.
+
+        Packets are handled in the order the work queue would give them: the walk goes on
+        only while nothing else is queued (behind anything queued it waits its turn, as a
+        packet :meth:`transmit` queues), and never inside another walk. While a tap records,
+        the SMP goes hop by hop so the capture sees every hop."""
+        if self._tap is not None or self._walking or (self._pumping and self._work) \
+                or len(buf) != agents.DR_LEN or not buf.startswith(agents.DR_PREFIX):
+            self.transmit(port, bytes(buf))
+            return
+        outer = self._pumping
+        self._pumping = self._walking = True
+        work = self._work
+        words = (len(buf) >> 2) + 1
+        try:
+            while True:
+                peer = port.peer
+                if peer is None or not port.up:
+                    port.drops["link_down"] += 1
+                    break
+                port._xmit_pkts += 1
+                port._xmit_words += words
+                if port.loss and self.rng.random() < port.loss:
+                    peer.drops["fault_drop"] += 1
+                    break
+                peer._rcv_pkts += 1
+                peer._rcv_words += words
+                node = peer.node
+                if isinstance(node, Switch):
+                    out = agents.dr_hop(self, node, node.ports[0], buf, peer.num)
+                    if out < 0:  # as _hop: the permissive DLID takes it to port 0
+                        agents.receive(self, node, node.ports[0], bytes(buf), peer.num)
+                        break
+                else:
+                    out = agents.dr_hop(self, node, peer, buf, peer.num)
+                    if out < 0:
+                        hca.receive(self, node, peer, bytes(buf))
+                        break
+                if not out:
+                    break
+                port = node.ports[out]
+                if work or self._tap is not None:
+                    work.append((port, bytes(buf), 0))
+                    break
+            self._walking = False
+            if not outer:
+                while work:
+                    self._hop(*work.popleft())
+        finally:
+            self._walking = False
+            self._pumping = outer
 
     def forwarding_changed(self) -> None:
         """Something that decides forwarding changed: every cached route is stale."""

@@ -19,6 +19,7 @@ counted in PortInfo.M_KeyViolations (IBA 14.2.4, without lease timers or trap 25
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from ..wire.layout import packer, reader
@@ -29,6 +30,7 @@ from ..wire.mad import (
     MAX_HOP_COUNT,
     SMP_DATA_OFFSET,
     SMP_DATA_SIZE,
+    DrSmpHeader,
     MadHeader,
     MadStatus,
     Method,
@@ -523,3 +525,39 @@ def process_smp(node: Node, in_port: int, mad: bytes | bytearray) -> bytes | Non
     am = int.from_bytes(mad[_AM:_AM + 4], "big")
     status, data = handler(node, ingress, method, am, bytes(mad[SMP_DATA_OFFSET:_SMP_END]))
     return make_response(mad, data, status=status)
+
+
+DR_RESERVED: tuple[tuple[int, int, bytes], ...] = tuple(
+    (m.start(), m.end(), bytes(m.end() - m.start())) for m in re.finditer(
+        rb"\0+", sum(s.mask << s.shift for s in DrSmpHeader.SLOTS).to_bytes(DrSmpHeader.SIZE,
+                                                                          "big")))
+"""(start, end, zeros) of the reserved byte runs of a DR SMP header, from its declared fields:
+what a response written in place clears, as :func:`~ipoib.wire.mad.make_response` does."""
+_GET_RESP = int(Method.GET_RESP)
+
+
+def answer_dr(node: Node, in_port: int, buf: bytearray, off: int) -> int:
+    """:func:`process_smp` for the DR SMP at ``buf[off:off + 256]``, answered in place: the
+    same response bytes without a copy of the request or of the answer (a sweep is made of
+    these). Returns 1 when ``buf`` now holds the response, 0 when the SMP was discarded
+    (M_Key, counted), -1 when :func:`process_smp` would not answer it or the answer needs
+    its general path; ``buf`` is then untouched."""
+    method = buf[off + _METHOD]
+    handler = HANDLERS.get((buf[off + _ATTR] << 8 | buf[off + _ATTR + 1], method))
+    if handler is None or not 0 <= in_port <= node.nports:
+        return -1
+    ingress = node.ports[in_port]
+    guard = node.ports[0] if node.is_switch else ingress
+    if guard.mkey and not _mkey_ok(node, guard, bytes(buf[off:off + MAD_SIZE]), method):
+        return 0
+    am = int.from_bytes(buf[off + _AM:off + _AM + 4], "big")
+    d = off + SMP_DATA_OFFSET
+    status, data = handler(node, ingress, method, am, bytes(buf[d:d + SMP_DATA_SIZE]))
+    buf[off + _METHOD] = _GET_RESP
+    buf[off + _METHOD + 1] = status >> 8 & 0x7F | 0x80  # the D bit: on the way back
+    buf[off + _METHOD + 2] = status & 0xFF
+    for a, e, zeros in DR_RESERVED:
+        buf[off + a:off + e] = zeros
+    buf[d:d + SMP_DATA_SIZE] = data if len(data) == SMP_DATA_SIZE else \
+        bytes(data).ljust(SMP_DATA_SIZE, b"\0")
+    return 1

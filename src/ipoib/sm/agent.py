@@ -76,12 +76,12 @@ class SmBinding:
     def flush(self) -> None:
         """Send every MAD the SM produced."""
         agents = self.agents
-        for om in self.sm.drain():
-            agent = agents.get(om.mad[1])
+        for mad, dlid, dqp, pkey, sl in self.sm.drain():
+            agent = agents.get(mad[1])
             if agent is None:
                 continue
             self.sent += 1
-            agent.send(om.mad, dlid=om.dlid, dqp=om.dest_qp, pkey=om.pkey, sl=om.sl)
+            agent.send(mad, dlid=dlid, dqp=dqp, pkey=pkey, sl=sl)
 
     def get_timer(self) -> float | None:
         """The SM's next deadline. It moves only when the SM starts, handles a MAD or acts

@@ -36,6 +36,7 @@ from ..wire.errors import DecodeError
 from ..wire.gid import DEFAULT_GID_PREFIX
 from ..wire.mad import (
     MAD_HEADER_SIZE,
+    RESPONSE_BIT,
     MadStatus,
     Method,
     MgmtClass,
@@ -236,7 +237,7 @@ class SubnetManager:
             return
         cls, method = mad[1], mad[3]
         if cls in _SMP_CLASSES:
-            if is_response(method):
+            if method & RESPONSE_BIT or is_response(method):
                 if not self.tx.on_response(mad, now):
                     self.drops["stray_response"] += 1
             else:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..wire.layout import Buffer, Record, patcher, reader
 from ..wire.mad import (
@@ -54,9 +54,9 @@ TIMEOUT = -1
 """Status passed to a callback whose SMP was never answered."""
 
 
-@dataclass(frozen=True, slots=True)
-class MadAddr:
-    """Where a received MAD came from, as the MAD layer reports it."""
+class MadAddr(NamedTuple):
+    """Where a received MAD came from, as the MAD layer reports it (a named tuple, as
+    :class:`OutMad`)."""
 
     slid: int = 0
     src_qp: int = 0
@@ -65,9 +65,9 @@ class MadAddr:
     dlid: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class OutMad:
-    """A MAD for the binding to send from the SM's port.
+class OutMad(NamedTuple):
+    """A MAD for the binding to send from the SM's port (a named tuple: one per SMP sent,
+    made at a fraction of a frozen dataclass's cost).
 
     ``dlid`` is the permissive LID for directed-route SMPs; ``dest_qp`` is 0 for SMPs and the
     requester's QP for SA answers; ``pkey`` None means the port's default P_Key.
@@ -169,29 +169,38 @@ class SmpTransactions:
         callback: Callback, ctx: Any = None,
     ) -> None:
         """Queue a directed-route SMP along ``path`` (egress ports from the SM's port)."""
-        if len(path) > MAX_HOP_COUNT:
-            raise ValueError(f"a directed route has at most {MAX_HOP_COUNT} hops")
-        mad = bytearray(self._template(method, attr))
-        mad[_AM:_AM + 4] = attr_mod.to_bytes(4, "big")
         n = len(path)
+        if n > MAX_HOP_COUNT:
+            raise ValueError(f"a directed route has at most {MAX_HOP_COUNT} hops")
+        template = self._templates.get((method, attr))
+        if template is None:
+            template = self._template(method, attr)
+        mad = bytearray(template)
+        mad[_AM:_AM + 4] = attr_mod.to_bytes(4, "big")
         if n:
             mad[_HC] = n
             mad[DR_INITIAL_PATH_OFFSET + 1:DR_INITIAL_PATH_OFFSET + 1 + n] = bytes(path)
         if data:
             mad[SMP_DATA_OFFSET:SMP_DATA_OFFSET + len(data)] = data
-        self._waiting.append(_Request(0, mad, callback, ctx, attr, method))
-        self._pump()
+        req = _Request(0, mad, callback, ctx, attr, method)
+        if self._waiting or len(self._outstanding) >= self.window:
+            self._waiting.append(req)  # sent in turn as answers free the window
+        else:
+            self._start(req)
+
+    def _start(self, req: _Request) -> None:
+        key = self._next
+        self._next = (key + 1) & 0xFFFF_FFFF or 1
+        req.key = key
+        outstanding = self._outstanding
+        outstanding[key] = req
+        self._transmit(req)
+        self.high_water = max(self.high_water, len(outstanding))
 
     def _pump(self) -> None:
         waiting, outstanding = self._waiting, self._outstanding
         while waiting and len(outstanding) < self.window:
-            req = waiting.popleft()
-            key = self._next
-            self._next = (key + 1) & 0xFFFF_FFFF or 1
-            req.key = key
-            outstanding[key] = req
-            self._transmit(req)
-        self.high_water = max(self.high_water, len(outstanding))
+            self._start(waiting.popleft())
 
     def _transmit(self, req: _Request) -> None:
         req.mad[_TID:_TID + 8] = req.key.to_bytes(8, "big")
@@ -221,7 +230,8 @@ class SmpTransactions:
         if mad[1] == _DR_CLASS:
             status &= 0x7FFF  # the D bit
         req.callback(req.ctx, status, bytes(mad[SMP_DATA_OFFSET:_DATA_END]))
-        self._pump()
+        if self._waiting:
+            self._pump()
         return True
 
     # -- time ---------------------------------------------------------------------------
