@@ -178,3 +178,44 @@ def test_transmit_list_is_one_transmit_per_packet() -> None:
                     _counters(fabric), fabric.drops()))
     assert got[0] == got[1]
     assert got[1][0] == [b"one", b"two", b"all", b"four"] and got[1][1] == [b"three"]
+
+
+def _psn(pkt: bytes, psn: int) -> bytes:
+    """``pkt`` (no GRH) with BTH.PSN set to ``psn``."""
+    return pkt[:17] + psn.to_bytes(3, "big") + pkt[20:]
+
+
+def test_a_chain_is_received_as_its_packets_one_by_one() -> None:
+    """Packets on one route are handed to the end port together (hca.receive_run); each
+    gets what it would get alone: the same completions, the same drops, in order, also when
+    the receive queue runs dry mid-chain, a packet differs from the first, or the first
+    one is refused."""
+    got = []
+    for listed in (False, True):
+        fabric, _ = line3()
+        a, b = ud(fabric, "hca-1"), ud(fabric, "hca-3")
+        b.post_recvs(5)
+        port = fabric.port("hca-1", 1)
+        good = AH(a.pd, AHAttr(dlid=b.lid)).template(a.qp.qp_num, 0x1B, 0xFFFF, b.qp.qp_num)
+        bad = AH(a.pd, AHAttr(dlid=b.lid)).template(a.qp.qp_num, 0x1C, 0xFFFF, b.qp.qp_num)
+        chains = [
+            [_psn(bad.packet(b"refused %d" % i), i) for i in range(3)]  # the first is refused
+            + [_psn(good.packet(b"then taken"), 3)],
+            [_psn(good.packet(b"same size %d" % i), i) for i in range(3)]
+            + [_psn(good.packet(b"longer than the rest"), 3)]  # another PktLen
+            + [_psn(bad.packet(b"same size 9"), 4)]  # another Q_Key: read again
+            + [_psn(good.packet(b"same size %d" % i), i) for i in range(5, 8)]  # RQ runs dry
+            + [_psn(good.packet(b"same size 8")[:-5], 8)],  # malformed
+        ]
+        for chain in chains:
+            if listed:
+                fabric.transmit_list(port, chain)
+            else:
+                for p in chain:
+                    fabric.transmit(port, p)
+        got.append(([(w.data, w.byte_len, w.src_qp) for w in b.cq.poll(32)],
+                    _counters(fabric), fabric.drops()))
+    assert got[0] == got[1]
+    assert [d for d, _, _ in got[1][0]] == [b"then taken", b"same size 0", b"same size 1",
+                                             b"same size 2", b"longer than the rest"]
+    assert got[1][2] == {"bad_qkey": 4, "no_recv_wr": 3, "malformed": 1}

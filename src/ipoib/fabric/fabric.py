@@ -237,7 +237,8 @@ class Fabric:
     def transmit_list(self, port: Port, pkts: Sequence[bytes]) -> None:
         """Send packets out of ``port`` in order, exactly as one :meth:`transmit` each; a
         data packet to a unicast DLID takes the cached route (the module docstring), looked
-        up once for a run of packets to the same DLID (a chain from one address handle)."""
+        up once for a run of packets to the same DLID (a chain from one address handle),
+        and the run is handed to the end port at once (:func:`.hca.receive_run`)."""
         if self._pumping:
             self._work.extend((port, pkt, 0) for pkt in pkts)
             return
@@ -246,29 +247,48 @@ class Fabric:
             work = self._work
             key = -1
             route: Route | None = None
+            run: list[bytes] = []
             for pkt in pkts:
                 if pkt[0] >= 0xF0 or self._tap is not None or pkt[2] >= 0xC0:
+                    if run:
+                        self._deliver_run(route, run)
+                        run = []
                     self._hop(port, pkt, 0)  # VL15, a tap records, multicast (DLID 0xC000+)
                 else:
                     dlid = pkt[2] << 8 | pkt[3]
                     if route is None or dlid != key or route.gen != self.fwd_gen:
+                        if run:
+                            self._deliver_run(route, run)
+                            run = []
                         route = port.fwd.get(dlid)
                         if route is None or route.gen != self.fwd_gen:
                             route = self._trace(port, dlid)
                         key = dlid
-                    node, end = route.node, route.end
-                    if node is None or end is None:
+                    if route.node is None or route.end is None:
                         self._hop(port, pkt, 0)
                     else:
                         if not route.pkts:
                             self._unsettled.append(route)
                         route.pkts += 1
                         route.words += (len(pkt) >> 2) + 1
-                        hca.receive(self, node, end, pkt)
+                        run.append(pkt)
+                        continue
                 while work:
                     self._hop(*work.popleft())
+            if run:
+                self._deliver_run(route, run)
+            while work:
+                self._hop(*work.popleft())
         finally:
             self._pumping = False
+
+    def _deliver_run(self, route: Route | None, run: list[bytes]) -> None:
+        """Hand ``run``, carried over ``route``, to the port at its end."""
+        assert route is not None and route.node is not None and route.end is not None
+        hca.receive_run(self, route.node, route.end, run)
+        work = self._work
+        while work:
+            self._hop(*work.popleft())
 
     def transmit_dr(self, port: Port, buf: bytearray) -> None:
         """Send a directed-route SMP out of ``port`` exactly as :meth:`transmit` would, carried
