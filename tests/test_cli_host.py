@@ -99,6 +99,11 @@ def test_up_detached_exec_show_down(fabric: Path, prefix: str, run_dir: RunDir) 
     one = ipoib("show", "hosts", "hca-3")
     assert one.returncode == 0 and [h[0] for h in _hosts(one)] == ["hca-3"]
     assert ipoib("exec", "hca-2", "--", "sh", "-c", "exit 7").returncode == 7
+    # /sys is the namespace's, as under ip netns exec: only its own interfaces
+    sysnet = ipoib("exec", "hca-2", "--", "sh", "-c",
+                   "ls /sys/class/net; cat /sys/class/net/ib0/mtu")
+    assert sysnet.stdout.split() == ["ib0", "lo", "2044"], sysnet.stdout + sysnet.stderr
+    assert "ib0" not in os.listdir("/sys/class/net")  # the remount did not leak out
     one_line_error(ipoib("exec", "hca-2", "--", "no-such-command-here"), "command not found")
 
     sleeper = subprocess.Popen([*IPOIB, "exec", "hca-4", "--", "sleep", "60"])

@@ -341,7 +341,8 @@ def _wait_pid(run_dir: RunDir, timeout: float = 2.0) -> int | None:
 
 
 def run_exec(args: argparse.Namespace) -> int:
-    """Replace this process with ``CMD`` inside the host's namespace (its exit status is ours)."""
+    """Replace this process with ``CMD`` inside the host's namespace (its exit status is ours),
+    with ``/sys`` remounted for that namespace as ``ip netns exec`` does."""
     _require_root()
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
@@ -366,8 +367,11 @@ def run_exec(args: argparse.Namespace) -> int:
         signal.signal(sig, signal.SIG_DFL)
     try:
         netns.enter(ns)
+        netns.private_sysfs()
         os.environ["IPOIB_HOST"] = str(host["host"])
         os.execvp(cmd[0], cmd)
+    except HostError as e:
+        raise CliError(f"cannot set up {ns}: {e}") from None
     except FileNotFoundError:
         print(f"ipoib: {cmd[0]}: command not found", file=sys.stderr)
         return 127

@@ -11,12 +11,13 @@ runtime starts and tears them down after it stops.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,31 @@ def enter(name: str) -> None:
         _setns(target)
     finally:
         os.close(target)
+
+
+_CLONE_NEWNS = 0x0002_0000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+_MS_REC, _MS_SLAVE = 0x4000, 0x8_0000
+_MNT_DETACH = 0x2
+
+
+def private_sysfs() -> None:
+    """Give the calling process its own mount namespace with a ``/sys`` of the network
+    namespace it is in, as ``ip netns exec`` does, so ``/sys/class/net`` lists the host's
+    interfaces (``ib0``, ``lo``) and tools reading it see them. Mounts made here do not
+    leak out (the root is made a slave first). Raises :class:`HostError` if a step fails."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    steps: list[tuple[str, Callable[[], int]]] = [
+        ("unshare(CLONE_NEWNS)", lambda: libc.unshare(_CLONE_NEWNS)),
+        ("mount --make-rslave /", lambda: libc.mount(b"none", b"/", None,
+                                                     _MS_SLAVE | _MS_REC, None)),
+        ("umount /sys", lambda: libc.umount2(b"/sys", _MNT_DETACH)),
+        ("mount sysfs /sys", lambda: libc.mount(b"sysfs", b"/sys", b"sysfs",
+                                                _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)),
+    ]
+    for what, call in steps:
+        if call() != 0:
+            raise HostError(f"{what}: {os.strerror(ctypes.get_errno())}")
 
 
 def iproute(name: str) -> Any:
