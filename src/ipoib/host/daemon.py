@@ -33,7 +33,7 @@ from . import netns, tun
 from .control import ControlServer, Handler, Reply
 from .netns import HostError, NamespaceTaken
 from .runtime import Endpoint, Pumpable, Runtime
-from .state import RunDir, RunState, cleanup, proc_start
+from .state import RunDir, RunState, cleanup, host_keys, proc_start
 
 DEFAULT_SUBNET = IPv4Network("10.10.0.0/16")
 DEFAULT_MTU = 2044
@@ -318,19 +318,25 @@ class Daemon:
         return {"host": h.name, "netns": h.netns, "ipv4": str(h.ipv4), "ipv6": str(h.ipv6),
                 "mtu": h.mtu, "ifname": tun.DEFAULT_IFNAME}
 
+    def host_names(self, key: str | None = None) -> list[str]:
+        """The hosts ``key`` names (:func:`.state.host_keys`), or all of them for None."""
+        names = [h.name for h in self.hosts
+                 if key is None or key in host_keys(self._record(h))]
+        if not names:
+            raise HostError(f"no host {key!r}")
+        return names
+
     def host_rows(self, key: str | None = None) -> list[dict[str, Any]]:
         """One dict per host: the plan, the carrier, and what its endpoint describes."""
         carrier = {id(a.endpoint): a.carrier for a in self.runtime.attachments}
+        names = set(self.host_names(key))
         rows = []
         for h in self.hosts:
-            row = self._record(h)
-            if key is not None and key not in (h.name, h.netns, str(h.ipv4.ip), str(h.ipv6.ip)):
-                continue
-            row["carrier"] = carrier.get(id(h.endpoint), False)
-            row.update(h.describe())
-            rows.append(row)
-        if key is not None and not rows:
-            raise HostError(f"no host {key!r}")
+            if h.name in names:
+                row = self._record(h)
+                row["carrier"] = carrier.get(id(h.endpoint), False)
+                row.update(h.describe())
+                rows.append(row)
         return rows
 
     def _cmd_hosts(self, req: Mapping[str, Any]) -> Reply:
@@ -408,17 +414,8 @@ def build(topology: Topology, *, hosts: Sequence[str] | None = None,
     for p in plans:
         dev = net.add_host(p.name, [p.ipv4, p.ipv6])
         built.append(Host(p.name, p.netns, p.ipv4, p.ipv6, mtu, dev, dev.describe, gro=gro))
-    by_key: dict[str, str] = {}
-    for p in plans:
-        for k in (p.name, p.netns, str(p.ipv4.ip), str(p.ipv6.ip)):
-            by_key[k] = p.name
-
     def host_of(key: str | None) -> list[str]:
-        if key is None:
-            return [p.name for p in plans]
-        if key not in by_key:
-            raise HostError(f"no host {key!r}")
-        return [by_key[key]]
+        return d.host_names(key)  # d, made below, before any request can come
 
     from .routesync import RouteWatcher, Watched
 

@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,10 +78,14 @@ class RunState:
     def find_host(self, key: str) -> dict[str, Any] | None:
         """The host named ``key``, or with address or namespace ``key``."""
         for h in self.hosts:
-            if key in (h.get("host"), h.get("netns")) or key == _bare(h.get("ipv4")) \
-                    or key == _bare(h.get("ipv6")):
+            if key in host_keys(h):
                 return h
         return None
+
+
+def host_keys(row: Mapping[str, Any]) -> tuple[str | None, ...]:
+    """What a user may call a recorded host by: node name, namespace, IPv4 or IPv6 address."""
+    return (row.get("host"), row.get("netns"), _bare(row.get("ipv4")), _bare(row.get("ipv6")))
 
 
 def _bare(addr: Any) -> str | None:
