@@ -219,3 +219,36 @@ def test_a_chain_is_received_as_its_packets_one_by_one() -> None:
     assert [d for d, _, _ in got[1][0]] == [b"then taken", b"same size 0", b"same size 1",
                                              b"same size 2", b"longer than the rest"]
     assert got[1][2] == {"bad_qkey": 4, "no_recv_wr": 3, "malformed": 1}
+
+
+def test_a_chain_from_one_address_handle_is_carried_like_its_packets() -> None:
+    """transmit_chain (one route lookup, counters added at once) leaves the fabric exactly
+    as transmit_list does: on a cached route, with a tap recording, and with no route."""
+    got = []
+    for chained in (False, True):
+        for case in ("cached", "tapped", "no route"):
+            fabric, sm = line3()
+            a, b = ud(fabric, "hca-1"), ud(fabric, "hca-3")
+            b.post_recvs(4)
+            buf = io.BytesIO()
+            if case == "tapped":
+                fabric.capture(PcapWriter(buf, LINKTYPE_ERF))
+            if case == "no route":
+                _set_lft(sm, "sw-2", b.lid, 0xFF)
+            t = AH(a.pd, AHAttr(dlid=b.lid)).template(a.qp.qp_num, 0x1B, 0xFFFF,
+                                                       b.qp.qp_num)
+            chain = [_psn(t.packet(bytes([i]) * (40 + 4 * i)), i) for i in range(6)]
+            port = fabric.port("hca-1", 1)
+            if chained:
+                fabric.transmit_chain(port, chain)
+            else:
+                fabric.transmit_list(port, chain)
+            fabric.stop_capture()
+            got.append(([w.data for w in b.cq.poll(8)], _counters(fabric), fabric.drops(),
+                        len(list(PcapReader(io.BytesIO(buf.getvalue())))) if buf.getvalue()
+                        else 0))
+    assert got[:3] == got[3:]
+    cached, tapped, unrouted = got[3:]
+    assert len(cached[0]) == 4 and cached[2] == {"no_recv_wr": 2}
+    assert tapped[3] == 6 * 4  # every packet at every hop
+    assert unrouted[0] == [] and unrouted[2] == {"no_route": 6}

@@ -74,3 +74,12 @@ def test_packet_sg_is_packet_of_the_joined_pieces(f: dict[str, object], head: by
     assert isinstance(payload, bytes)
     assert t.packet_sg(head, payload) == t.packet(head + payload) \
         == build_ud(**kw, payload=head + payload)  # type: ignore[arg-type]
+
+
+@given(fields, st.binary(max_size=8), st.lists(st.binary(max_size=70), max_size=6))
+def test_packets_sg_is_packet_sg_of_each(f: dict[str, object], head: bytes,
+                                         payloads: list[bytes]) -> None:
+    kw = {k: v for k, v in f.items() if k != "payload"}
+    t = UdTemplate(**kw)  # type: ignore[arg-type]
+    assert t.packets_sg(head, payloads) == [build_ud(**kw, payload=head + p)  # type: ignore[arg-type]
+                                            for p in payloads]

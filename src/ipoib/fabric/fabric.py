@@ -282,6 +282,32 @@ class Fabric:
         finally:
             self._pumping = False
 
+    def transmit_chain(self, port: Port, pkts: list[bytes]) -> None:
+        """:meth:`transmit_list` for a chain built from one address handle's header (same
+        LRH but for PktLen, every length a multiple of 4): one route lookup, the counters
+        added for all, the run handed over at once. Anything the cached route cannot carry
+        (no route, a tap, VL15, multicast) takes :meth:`transmit_list`."""
+        first = pkts[0] if pkts else b"\xff"
+        if self._pumping or self._tap is not None or first[0] >= 0xF0 or first[2] >= 0xC0:
+            self.transmit_list(port, pkts)
+            return
+        dlid = first[2] << 8 | first[3]
+        route = port.fwd.get(dlid)
+        if route is None or route.gen != self.fwd_gen:
+            route = self._trace(port, dlid)
+        if route.node is None or route.end is None:
+            self.transmit_list(port, pkts)
+            return
+        self._pumping = True
+        try:
+            if not route.pkts:
+                self._unsettled.append(route)
+            route.pkts += len(pkts)
+            route.words += (sum(map(len, pkts)) >> 2) + len(pkts)
+            self._deliver_run(route, pkts)
+        finally:
+            self._pumping = False
+
     def _deliver_run(self, route: Route | None, run: list[bytes]) -> None:
         """Hand ``run``, carried over ``route``, to the port at its end."""
         assert route is not None and route.node is not None and route.end is not None

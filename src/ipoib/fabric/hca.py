@@ -166,6 +166,17 @@ class CQ:
             self._notify()
         return True
 
+    def extend(self, wcs: Sequence[WcTuple]) -> None:
+        """:meth:`push` for each of ``wcs`` in order (those past a full CQ are lost)."""
+        room = self.cqe - len(self._entries)
+        if len(wcs) > room:
+            self.overflows += len(wcs) - max(room, 0)
+            wcs = wcs[:max(room, 0)]
+        if wcs:
+            self._entries.extend(wcs)
+            if self._armed and self.comp_handler is not None:
+                self._notify()
+
     def _notify(self) -> None:
         self._armed = False
         handler = self.comp_handler
@@ -437,6 +448,16 @@ class QP:
         scq, qpn, hlen = self.scq, self.qp_num, len(head)
         signaled = self.sq_sig_all or wr.send_flags & _SIGNALED
         every = 0 if self.sq_sig_all else signal_mask
+        if t is not None and not mcast and not local and payloads \
+                and hlen + max(map(len, payloads)) <= limit:
+            # the chain as a whole: every packet fits, one template, one route
+            fabric.transmit_chain(port, t.packets_sg(head, payloads))
+            if signaled:
+                ids = range(first_wr_id, first_wr_id + len(payloads))
+                scq.extend([(i, _SUCCESS, _OP_SEND, hlen + len(p), qpn, 0, 0, 0, 0, 0, 0, 0,
+                             None, b"") for i, p in zip(ids, payloads, strict=True)
+                            if not i & every])
+            return
         wr_id = first_wr_id
         pkts: list[bytes] = []
         done: list[WC | WcTuple] = []

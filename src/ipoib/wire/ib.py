@@ -23,6 +23,7 @@ Three ways in, by cost:
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import DecodeError, EncodeError
@@ -307,6 +308,12 @@ class UdTemplate:
         if n & 3:
             return b"".join((h, head, payload, _PADS[-n & 3]))
         return b"".join((h, head, payload))
+
+    def packets_sg(self, head: Buffer, payloads: Iterable[Buffer]) -> list[bytes]:
+        """:meth:`packet_sg` for each of ``payloads`` (a send chain), in one comprehension."""
+        hdrs, hl, pads, header = self._hdrs, len(head), _PADS, self.header
+        return [b"".join((hdrs.get(hl + len(p)) or header(hl + len(p)), head, p,
+                          pads[-(hl + len(p)) & 3])) for p in payloads]
 
     def max_payload(self) -> int:
         """The largest payload PktLen can describe with this header (a multiple of 4)."""
