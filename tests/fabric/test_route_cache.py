@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from ipoib.fabric import AH, AHAttr, Fabric, GlobalRoute
 from ipoib.fabric.node import ACTIVE, INIT
 from ipoib.fabric.verbs import WCOpcode
@@ -252,3 +254,37 @@ def test_a_chain_from_one_address_handle_is_carried_like_its_packets() -> None:
     assert len(cached[0]) == 4 and cached[2] == {"no_recv_wr": 2}
     assert tapped[3] == 6 * 4  # every packet at every hop
     assert unrouted[0] == [] and unrouted[2] == {"no_route": 6}
+
+
+@pytest.mark.parametrize("small", [False, True])
+def test_a_chain_past_the_cq_or_into_too_small_buffers_is_taken_packet_by_packet(
+        small: bool) -> None:
+    """The chain's completions: those past a full CQ are lost (counted), and a receive
+    buffer too small for the chain's packets gives its error completion in its place."""
+    got = []
+    for listed in (False, True):
+        fabric, _ = line3()
+        a, b = ud(fabric, "hca-1"), ud(fabric, "hca-3")
+        b.cq.cqe = 3
+        b.post_recvs(1)
+        b.post_recvs(1, length=10 if small else 4096)
+        b.post_recvs(3)
+        t = AH(a.pd, AHAttr(dlid=b.lid)).template(a.qp.qp_num, 0x1B, 0xFFFF, b.qp.qp_num)
+        chain = [_psn(t.packet(bytes([i]) * 64), i) for i in range(6)]
+        port = fabric.port("hca-1", 1)
+        if listed:
+            fabric.transmit_list(port, chain)
+        else:
+            for p in chain:
+                fabric.transmit(port, p)
+        got.append(([(w.status, w.data) for w in b.cq.poll(8)], fabric.drops(),
+                    b.cq.overflows))
+    assert got[0] == got[1]
+    done, drops, overflows = got[1]
+    assert len(done) == 3 and overflows == 2
+    if small:
+        assert done[1][0] != 0  # the error completion
+        assert drops == {"recv_too_small": 1, "cq_overflow": 2, "no_recv_wr": 1}
+    else:
+        assert [d for _, d in done] == [bytes([i]) * 64 for i in range(3)]
+        assert drops == {"cq_overflow": 2, "no_recv_wr": 1}

@@ -558,6 +558,37 @@ class QP:
             return False
         return True
 
+    def complete_run(self, port: Port, pkts: Sequence[bytes], start: int, end: int, sl: int,
+                     dlid: int, slid: int, src_qp: int) -> None:
+        """:meth:`complete` for admitted packets of one unicast chain without GRH (same
+        headers, same length): a posted receive each while there are any, the completions
+        queued together while the CQ has room."""
+        rq = self.rq
+        byte_len = GRH_SIZE + end - start
+        take = min(len(pkts), len(rq))
+        wrs = [rq.popleft() for _ in range(take)]
+        if any(wr.length < byte_len for wr in wrs):  # a receive too small: one by one
+            rq.extendleft(reversed(wrs))
+            for pkt in pkts:
+                self.complete(port, pkt, start, end, sl, dlid, slid, src_qp, None, None)
+            return
+        if len(pkts) > take:
+            port.drops["no_recv_wr"] += len(pkts) - take
+        cq = self.rcq
+        entries = cq._entries
+        room = max(cq.cqe - len(entries), 0)
+        if take > room:
+            cq.overflows += take - room
+            port.drops["cq_overflow"] += take - room
+            wrs = wrs[:room]
+        if not wrs:
+            return
+        qpn, pki, bits = self.qp_num, self.pkey_index, dlid & ((1 << port.lmc) - 1)
+        entries.extend([(wr.wr_id, _SUCCESS, _OP_RECV, byte_len, qpn, src_qp, pki, slid, sl,
+                         bits, 0, 0, None, pkt[start:end]) for wr, pkt in zip(wrs, pkts)])
+        if cq._armed and cq.comp_handler is not None:
+            cq._notify()
+
     def complete(self, port: Port, pkt: bytes, start: int, end: int, sl: int, dlid: int,
                  slid: int, src_qp: int, grh: bytes | None, imm: int | None) -> None:
         """Consume a posted receive for an admitted packet and queue its completion."""
@@ -653,17 +684,22 @@ def receive_run(fabric: Fabric, node: Node, port: Port, pkts: Sequence[bytes]) -
     qp = node.qps[dqp]
     end = n - pad
     admitted = qp.admits(port, pkey, qkey, end - UD_HEADER_SIZE)
-    if admitted:
-        qp.complete(port, first, UD_HEADER_SIZE, end, sl, dlid, slid, src_qp, None, None)
     lrh_bth, deth = first[:_PSN], first[_PSN + 3:UD_HEADER_SIZE]
-    for pkt in pkts[1:]:
+    same: list[bytes] = [first]
+    for i in range(1, len(pkts) + 1):
+        pkt = pkts[i] if i < len(pkts) else b""
         if len(pkt) == n and pkt.startswith(lrh_bth) and pkt.startswith(deth, _PSN + 3):
-            if admitted:
-                qp.complete(port, pkt, UD_HEADER_SIZE, end, sl, dlid, slid, src_qp, None,
-                            None)
-            else:
-                qp.admits(port, pkey, qkey, end - UD_HEADER_SIZE)  # counts the same drop
-        else:
+            same.append(pkt)
+            continue
+        if not same:
+            pass
+        elif admitted:
+            qp.complete_run(port, same, UD_HEADER_SIZE, end, sl, dlid, slid, src_qp)
+        else:  # the first one's refusal is counted; each of the others counts the same
+            for _ in range(len(same) - (same[0] is first)):
+                qp.admits(port, pkey, qkey, end - UD_HEADER_SIZE)
+        same = []
+        if pkt:
             receive(fabric, node, port, pkt)
 
 
