@@ -16,8 +16,11 @@ segment or one with PSH joins as the last, as Linux's ``tcp_gro_receive`` does. 
 exceeds 65535 bytes of IP. The coalesced packet keeps the first segment's headers with the
 IP length and checksum rewritten, the last one's PSH, and the TCP checksum field set to the
 pseudo-header sum with ``NEEDS_CSUM`` (CHECKSUM_PARTIAL): the segments' checksums were made
-by the sender's stack and the fabric changes no byte, as an HCA that checks them would
-report. Everything else passes through with a plain header, in order.
+by the sender's stack and the fabric changes no byte. They are not summed again (that would
+cost more than coalescing saves), so unlike an HCA with receive checksum offload, a segment
+sent with a wrong TCP checksum on purpose is accepted when it is coalesced; a lone segment
+is still checked by the host's stack. Everything else passes through with a plain header,
+in order.
 
 Sans-I/O and allocation-light: slices are compared in place with ``startswith``.
 """
