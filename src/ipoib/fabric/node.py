@@ -562,7 +562,7 @@ def check_state(port: Port, new: int) -> bool:
     if new in (DOWN, INIT):
         return True
     if new in (ARMED, ACTIVE):
-        return abs(peer.state - new) <= 1 and abs(port.state - new) == 1
+        return abs(peer._state - new) <= 1 and abs(port._state - new) == 1
     return False
 
 
