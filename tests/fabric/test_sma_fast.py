@@ -102,3 +102,45 @@ def test_a_port_info_set_is_echoed_field_by_field(data: st.DataObject) -> None:
     assert status == 0
     assert {n: getattr(got, n) for n in ECHOED} == want
     assert got.link_down_default_state == (ldds or 2)  # 0 means "no change"
+
+
+def _sma_fabric(mkey: int) -> Fabric:
+    fabric = Fabric(line(2, 2))
+    if mkey:
+        p = fabric.port("hca-1", 1)
+        p.mkey, p.mkey_protect = mkey, 2
+    return fabric
+
+
+@settings(max_examples=300, deadline=None)
+@given(mad=st.binary(min_size=256, max_size=256), attr=st.sampled_from(
+    [0x10, 0x11, 0x12, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1B, 0x20, 0x7777]),
+       method=st.sampled_from([1, 2, 3, 0x81]), at=st.sampled_from(["sw-1", "hca-1"]),
+       in_port=st.integers(0, 4), mkey=st.sampled_from([0, 7]), off=st.integers(0, 40))
+def test_a_dr_smp_answered_in_place_is_the_answer_process_smp_gives(
+        mad: bytes, attr: int, method: int, at: str, in_port: int, mkey: int,
+        off: int) -> None:
+    # whatever the reserved bits, paths and data hold: the same bytes, the same changes
+    # to the node, or (-1) untouched bytes where process_smp would not answer
+    raw = bytearray(mad)
+    raw[0:4] = bytes((1, 0x81, 1, method))
+    raw[16:18] = attr.to_bytes(2, "big")
+    results = []
+    for in_place in (True, False):
+        fabric = _sma_fabric(mkey)
+        node = fabric.node(at)
+        buf = bytearray(off) + raw
+        if in_place:
+            r = sma.answer_dr(node, in_port, buf, off)
+            got: Any = {1: bytes(buf[off:]), 0: sma.DISCARD, -1: None}[r]
+            if r != 1:
+                assert buf[off:] == raw  # untouched
+        else:
+            got = sma.process_smp(node, in_port, bytes(raw))
+            if got is not None and got != sma.DISCARD and not (
+                    attr in {a for a, _m in sma.HANDLERS} and method in (1, 2)):
+                got = None  # an "unsupported" answer: answer_dr leaves it to process_smp
+        tables = (bytes(node.lft[:128]), node.mft[:64], node.top) if node.is_switch else ()
+        results.append((got, [sma.port_info_bytes(p, p.num) for p in node.ports],
+                        +node.all_drops(), tables))
+    assert results[0] == results[1]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..wire.errors import DecodeError
@@ -94,6 +95,7 @@ _DR_CLASS = int(MgmtClass.SUBN_DIRECTED_ROUTE)
 _DR_PREFIX = DR_PREFIX = _DR_HEADER + DrSmpHeader().encode()[:_CLASS_B + 1]
 """:data:`_DR_HEADER` and a DR SMP's BaseVersion and MgmtClass: what the fast paths take."""
 DR_LEN = _DR_LEN
+_TRAP_REPRESS = int(Method.TRAP_REPRESS)
 
 
 class ReceivedMad(NamedTuple):
@@ -185,8 +187,7 @@ class MadAgent:
         if self.handler is None:
             self.queue.append(rx)
         else:
-            handler = self.handler
-            self.fabric.defer(lambda: handler(rx))
+            self.fabric.defer(partial(self.handler, rx))
 
     def send(
         self, mad: bytes, *, dlid: int = PERMISSIVE, dqp: int | None = None,
@@ -201,7 +202,7 @@ class MadAgent:
             raise ValueError("agent is closed")
         if (len(mad) == MAD_SIZE and mad[_CLASS_B] == _DR_CLASS and mad[_HP_B] == 0
                 and not mad[_D_B] & 0x80 and 0 < mad[_HC_B] <= MAX_HOP_COUNT
-                and not is_response(mad[_METHOD_B])
+                and not mad[_METHOD_B] & RESPONSE_BIT and mad[_METHOD_B] != _TRAP_REPRESS
                 and mad[_DRSLID_B:_DRSLID_B + 2] == b"\xff\xff"):
             # a request starting its directed part here (C14-9:1): the common case, in one
             # header patch; the same packet as the general path below

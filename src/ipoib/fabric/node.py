@@ -25,7 +25,7 @@ switch's LFT (an :class:`Lft`, whose writes report themselves), LinearFDBTop and
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..wire.enums import NodeType, PhysState, PortState
 
@@ -301,7 +301,10 @@ class Port:
 class Node:
     """A node: identity (NodeInfo, NodeDescription), ports and the hooks SMA and PMA use."""
 
-    kind: NodeType = NodeType.CA
+    kind: ClassVar[NodeType] = NodeType.CA
+    is_switch: ClassVar[bool] = False
+    """True for a switch (port 0 is then its management port): a class attribute, read on
+    every hop and SMA answer."""
 
     def __init__(
         self, fabric: FabricHooks, *, name: str, guid: int, sys_guid: int, nports: int,
@@ -333,10 +336,6 @@ class Node:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} guid={self.guid:#x}>"
 
-    @property
-    def is_switch(self) -> bool:
-        """True for a switch (port 0 is then its management port)."""
-        return self.kind == NodeType.SWITCH
 
     @property
     def partition_cap(self) -> int:
@@ -388,6 +387,7 @@ class Switch(Node):
     """A switch: port 0 is the management port; forwards by LFT and MFT."""
 
     kind = NodeType.SWITCH
+    is_switch = True
 
     def __init__(self, fabric: FabricHooks, *, enhanced_port0: bool = False,
                  **kw: Any) -> None:
@@ -562,7 +562,7 @@ def check_state(port: Port, new: int) -> bool:
     if new in (DOWN, INIT):
         return True
     if new in (ARMED, ACTIVE):
-        return abs(peer.state - new) <= 1 and abs(port.state - new) == 1
+        return abs(peer._state - new) <= 1 and abs(port._state - new) == 1
     return False
 
 

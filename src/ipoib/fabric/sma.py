@@ -294,7 +294,7 @@ def port_info_bytes(p: Port, local_port_num: int) -> bytes:
         return port_info(p, local_port_num).encode()
     return _PI_PACK(
         p.mkey, p.gid_prefix, p.lid, p.master_sm_lid, p.cap_mask, local_port_num,
-        p.width_enabled, p.width_supported, p.width_active, p.speed_supported, p.state,
+        p.width_enabled, p.width_supported, p.width_active, p.speed_supported, p._state,
         p.phys, p.mkey_protect, p.lmc, p.speed_active, p.speed_enabled, p.neighbor_mtu,
         p.master_sm_sl, p.vl_cap, p.mtu_cap, p.hoq_life, p.op_vls, p.mkey_violations,
         p.pkey_violations, p.qkey_violations, p.subnet_timeout, p.resp_time, p.cap_mask2,
@@ -547,7 +547,7 @@ def answer_dr(node: Node, in_port: int, buf: bytearray, off: int) -> int:
     if handler is None or not 0 <= in_port <= node.nports:
         return -1
     ingress = node.ports[in_port]
-    guard = node.ports[0] if node.is_switch else ingress
+    guard = node.ports[0] if isinstance(node, Switch) else ingress
     if guard.mkey and not _mkey_ok(node, guard, bytes(buf[off:off + MAD_SIZE]), method):
         return 0
     am = int.from_bytes(buf[off + _AM:off + _AM + 4], "big")

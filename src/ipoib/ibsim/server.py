@@ -469,8 +469,8 @@ class IbsimServer:
                  head: tuple[int, int, int, int, bytes, int]) -> None:
         """:meth:`_answer_here` for what OpenSM sends most, a DR Get or Set for an SMA,
         on one mutable copy: the TID tagged and the ReturnPath ibsim sends back written
-        into the request before the SMA answers it (the SMA copies both), so the answer
-        needs no more splicing."""
+        into the request, which the SMA then turns into its answer in place
+        (:func:`~ipoib.fabric.sma.answer_dr`), so the answer needs no more splicing."""
         dlid, slid, dqp, sqp, pad, length = head
         req = bytearray(mad)
         req[8:10] = cl.slot.to_bytes(2, "big")  # tag_tid
@@ -481,13 +481,14 @@ class IbsimServer:
             return
         target, path = walked
         req[DR_RETURN_PATH_OFFSET:DR_RETURN_PATH_OFFSET + DR_PATH_SIZE] = path
-        resp = sma.process_smp(target.node, target.num, req)
-        if not resp:  # None: not answerable after all; b"": discarded (M_Key)
+        if sma.answer_dr(target.node, target.num, req, 0) <= 0:
+            # not answerable after all, or discarded (M_Key): req is as it was
             req[DR_RETURN_PATH_OFFSET:DR_RETURN_PATH_OFFSET + DR_PATH_SIZE] = \
                 mad[DR_RETURN_PATH_OFFSET:DR_RETURN_PATH_OFFSET + DR_PATH_SIZE]
             self._bounce(cl.slot, dlid, slid, dqp, sqp, pad, length, bytes(req))
             return
-        if req[3] == GET:  # nothing changed: the links that led here lead back
+        resp = bytes(req)  # answered in place (sma.answer_dr): the GetResp, D bit set
+        if mad[3] == GET:  # nothing changed: the links that led here lead back
             back: Node | None = count_back(target, hops, path)
         else:  # a Set may have taken a link on the way down (ibsim walks back)
             port = dr_in(target, hops, path)

@@ -231,7 +231,8 @@ class SubnetManager:
 
     def receive(self, mad: bytes, addr: MadAddr, now: float) -> None:
         """Handle a MAD that arrived at the SM's port (QP0 or QP1)."""
-        self._enter(now)
+        self.now = max(self.now, now)  # _enter, inline: once per MAD
+        self.tx.now = self.now
         if len(mad) < MAD_HEADER_SIZE:
             self.drops["malformed"] += 1
             return

@@ -55,6 +55,7 @@ PI_NOW = Fields(
     PortInfo, "mkey", "gid_prefix", "lid", "master_sm_lid", "lmc", "neighbor_mtu",
     "operational_vls", "subnet_timeout", "port_state", "vl_cap", "mtu_cap",
 )
+PI_CAPS = Fields(PortInfo, "vl_cap", "mtu_cap")
 PI_LID_STATE = Fields(PortInfo, "lid", "port_state")
 PI_STATE_ONLY = Fields(
     PortInfo, "client_reregister", "port_state", "port_physical_state", "link_width_enabled",
@@ -218,8 +219,9 @@ class Programmer:
                       self._on_mft, (guid, am, block_data), "mft_blocks")
         mem.mfts[guid] = new
 
-    def _desired(self, guid: int, num: int, now: bytes) -> tuple[bytearray, bool] | None:
-        """The PortInfo to write (phase 1) and whether it differs from ``now``."""
+    def _desired(self, guid: int, num: int, now: bytes) -> bytearray | None:
+        """The PortInfo to write (phase 1), or None when nothing differs from ``now`` (or
+        the port is not cabled to a node we know, or its link is down)."""
         sub, plan = self.subnet, self.plan
         graph = sub.graph
         node = graph.nodes[guid]
@@ -235,8 +237,7 @@ class Programmer:
         if not (switch and num == 0):
             if peer_info is None or state < INIT:
                 return None  # not cabled to a node we know, or the link is down
-            _pm, _pp, _pl, _ps, _plm, _pn, _po, _pt, _pst, p_vl_cap, p_mtu_cap = PI_NOW.read(
-                peer_info)
+            p_vl_cap, p_mtu_cap = PI_CAPS.read(peer_info)
             nmtu = min(mtu_cap, p_mtu_cap) or nmtu
             opvls = min(vl_cap, p_vl_cap) or opvls
         new_state = ARMED if state == INIT and not (switch and num == 0) else NOP
@@ -245,22 +246,20 @@ class Programmer:
         if endport:
             want = (0, plan.subnet_prefix, plan.lids.get(port.guid, lid), plan.sm_lid, 0,
                     plan.subnet_timeout)
-        changed = (want != (mkey, prefix, lid, sm_lid, lmc, timeout) or new_state != NOP
-                   or bool(crr) or (nmtu, opvls) != now_links)
+        if (want == (mkey, prefix, lid, sm_lid, lmc, timeout) and new_state == NOP
+                and not crr and (nmtu, opvls) == now_links):
+            return None
         data = bytearray(now)
         PI_SET.patch(data, 0, want[0], want[1], want[2], want[3], want[4], 0, nmtu, 0, opvls,
                      want[5], crr, new_state, 0, 0, 0, 0)
-        return data, changed
+        return data
 
     def _configure_port(self, guid: int, num: int) -> None:
         now = self.subnet.port_info.get((guid, num))
         if now is None:
             return
-        desired = self._desired(guid, num, now)
-        if desired is None:
-            return
-        data, changed = desired
-        if not changed:
+        data = self._desired(guid, num, now)
+        if data is None:
             return
         self._set(SmpAttr.PORT_INFO, num, self.subnet.path_to(guid, num), bytes(data),
                   self._on_port, (guid, num), "port_info")

@@ -52,6 +52,8 @@ Callback = Callable[[Any, int, bytes | None], None]
 
 TIMEOUT = -1
 """Status passed to a callback whose SMP was never answered."""
+_new_tuple = tuple.__new__
+"""A named tuple made from its values without its generated ``__new__`` (one per SMP)."""
 
 
 class MadAddr(NamedTuple):
@@ -120,7 +122,8 @@ class _Request:
     callback: Callback
     ctx: Any
     attr: int
-    method: int
+    kind: tuple[int, int]
+    """(method, attribute): the key of :attr:`SmpTransactions.stats`."""
     tries: int = 0
     deadline: float = 0.0
     done: bool = False
@@ -172,7 +175,8 @@ class SmpTransactions:
         n = len(path)
         if n > MAX_HOP_COUNT:
             raise ValueError(f"a directed route has at most {MAX_HOP_COUNT} hops")
-        template = self._templates.get((method, attr))
+        kind = (method, attr)
+        template = self._templates.get(kind)
         if template is None:
             template = self._template(method, attr)
         mad = bytearray(template)
@@ -182,7 +186,7 @@ class SmpTransactions:
             mad[DR_INITIAL_PATH_OFFSET + 1:DR_INITIAL_PATH_OFFSET + 1 + n] = bytes(path)
         if data:
             mad[SMP_DATA_OFFSET:SMP_DATA_OFFSET + len(data)] = data
-        req = _Request(0, mad, callback, ctx, attr, method)
+        req = _Request(0, mad, callback, ctx, attr, kind)
         if self._waiting or len(self._outstanding) >= self.window:
             self._waiting.append(req)  # sent in turn as answers free the window
         else:
@@ -207,8 +211,8 @@ class SmpTransactions:
         req.tries += 1
         req.deadline = self.now + self.timeout
         self._timeouts.append(req)
-        self.stats[(req.method, req.attr)] += 1
-        self.out.append(OutMad(bytes(req.mad)))
+        self.stats[req.kind] += 1
+        self.out.append(_new_tuple(OutMad, (bytes(req.mad), PERMISSIVE_LID, 0, None, 0)))
 
     # -- receiving ----------------------------------------------------------------------
 

@@ -187,12 +187,15 @@ class SwitchInfo(Record):
     multicast_fdb_top: int = u(18, 16)
 
 
+_STRUCT_CODE = {8: "B", 16: "H", 64: "Q"}
+
+
 def _ints(block: bytes, width: int) -> tuple[int, ...]:
     n = width // 8
+    code = _STRUCT_CODE.get(width)
+    if code is not None and len(block) % n == 0:  # whole entries: one struct unpack
+        return struct.unpack(f">{len(block) // n}{code}", block)
     return tuple(int.from_bytes(block[i:i + n], "big") for i in range(0, len(block), n))
-
-
-_STRUCT_CODE = {8: "B", 16: "H", 64: "Q"}
 
 
 def _block(fmt: str, values: Sequence[int], count: int, width: int, fill: int) -> bytes:
