@@ -188,7 +188,7 @@ def _psn(pkt: bytes, psn: int) -> bytes:
 
 
 def test_a_chain_is_received_as_its_packets_one_by_one() -> None:
-    """Packets on one route are handed to the end port together (hca.receive_run); each
+    """Packets on one route are handed to the end port together (inbound.receive_run); each
     gets what it would get alone: the same completions, the same drops, in order, also when
     the receive queue runs dry mid-chain, a packet differs from the first, or the first
     one is refused."""

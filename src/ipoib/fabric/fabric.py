@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from ..wire.capture import PcapWriter
 from ..wire.crc import append_crcs
 from ..wire.enums import NodeType
-from . import agents, hca
+from . import agents, hca, inbound
 from .node import ACTIVE, Ca, Node, Port, Route, Router, Switch, cable, set_enabled
 from .topology import NodeSpec, Topology
 
@@ -238,7 +238,7 @@ class Fabric:
         """Send packets out of ``port`` in order, exactly as one :meth:`transmit` each; a
         data packet to a unicast DLID takes the cached route (the module docstring), looked
         up once for a run of packets to the same DLID (a chain from one address handle),
-        and the run is handed to the end port at once (:func:`.hca.receive_run`)."""
+        and the run is handed to the end port at once (:func:`.inbound.receive_run`)."""
         if self._pumping:
             self._work.extend((port, pkt, 0) for pkt in pkts)
             return
@@ -311,7 +311,7 @@ class Fabric:
     def _deliver_run(self, route: Route | None, run: list[bytes]) -> None:
         """Hand ``run``, carried over ``route``, to the port at its end."""
         assert route is not None and route.node is not None and route.end is not None
-        hca.receive_run(self, route.node, route.end, run)
+        inbound.receive_run(self, route.node, route.end, run)
         work = self._work
         while work:
             self._hop(*work.popleft())
@@ -356,7 +356,7 @@ class Fabric:
                 else:
                     out = agents.dr_hop(self, node, peer, buf, peer.num)
                     if out < 0:
-                        hca.receive(self, node, peer, bytes(buf))
+                        inbound.receive(self, node, peer, bytes(buf))
                         break
                 if not out:
                     break
@@ -474,7 +474,7 @@ class Fabric:
             peer._rcv_words += words
             node = peer.node
             if not isinstance(node, Switch):
-                hca.receive(self, node, peer, pkt)
+                inbound.receive(self, node, peer, pkt)
                 return
             hops += 1
             if hops > MAX_HOPS:
@@ -493,7 +493,7 @@ class Fabric:
     def _arrive(self, port: Port, pkt: bytes) -> None:
         node = port.node
         if not isinstance(node, Switch):
-            hca.receive(self, node, port, pkt)
+            inbound.receive(self, node, port, pkt)
         elif len(pkt) < 8:
             port.drops["malformed"] += 1
         else:
