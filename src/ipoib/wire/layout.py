@@ -29,6 +29,7 @@ headers in :mod:`ipoib.wire.ib` use precompiled structs.
 from __future__ import annotations
 
 import dataclasses
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self, TypeVar
@@ -265,31 +266,87 @@ def _compile(cls: type[Record]) -> None:
             setattr(cls, name, fn)
 
 
+_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+def _units(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The byte ranges ``(first, end)`` that ``spans`` (each ``(first, count)``) fall in:
+    ranges sharing a byte merged, in byte order."""
+    out: list[tuple[int, int]] = []
+    for lo, n in sorted(spans):
+        if out and lo < out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], lo + n))
+        else:
+            out.append((lo, lo + n))
+    return out
+
+
+def _unit_code(n: int) -> str:
+    """The struct code of a unit of ``n`` bytes: an integer when one fits, else bytes."""
+    return _CODES.get(n, f"{n}s")
+
+
 def packer(cls: type[Record], *names: str) -> Callable[..., bytes]:
     """A compiled encoder of ``cls`` taking the named integer fields positionally, every
     other field at its default: ``packer(PortInfo, "lid", "port_state")(5, 4)`` is
     ``PortInfo(lid=5, port_state=4).encode()``, errors included, without building the record
-    (for answers assembled from live state, such as an SMA's PortInfo)."""
+    (for answers assembled from live state, such as an SMA's PortInfo).
+
+    The fields are grouped into the whole bytes they occupy, and each group is one item of a
+    precompiled ``struct``: small-integer shifts instead of one record-wide integer."""
     slots = [cls.BY_NAME[n] for n in names]
     if any(s.kind != INT for s in slots):
         raise TypeError(f"{cls.NAME}: packer() takes integer fields only")
-    base = int.from_bytes(cls().encode(), "big")
-    for s in slots:
-        base &= ~(s.mask << s.shift)
+    spans = _spans(cls, names)
+    base = bytearray(cls().encode())
+    for byte, n, shift, mask in spans:
+        v = int.from_bytes(base[byte:byte + n], "big") & ~(mask << shift)
+        base[byte:byte + n] = v.to_bytes(n, "big")
+    units = _units([(byte, n) for byte, n, _, _ in spans])
+    fmt, items, at = [">"], [], 0
+    ns: dict[str, Any] = {"_C": cls, "_names": names, "_error": struct.error}
+    checked: list[tuple[int, int]] = []
+    for j, (lo, hi) in enumerate(units):
+        if lo > at:
+            fmt.append(f"{lo - at}s")
+            ns[f"_k{j}"] = bytes(base[at:lo])
+            items.append(f"_k{j}")
+        n = hi - lo
+        code = _unit_code(n)
+        fmt.append(code)
+        terms = []
+        for i, (byte, cnt, shift, mask) in enumerate(spans):
+            if not lo <= byte < hi:
+                continue
+            sh = (hi - byte - cnt) * 8 + shift
+            terms.append(f"v{i} << {sh}" if sh else f"v{i}")
+            whole = code != f"{n}s" and sh == 0 and mask == (1 << 8 * n) - 1
+            if not whole:  # struct checks a field that is its whole unit; these need a test
+                checked.append((i, slots[i].width))
+        const = int.from_bytes(base[lo:hi], "big")
+        if const:
+            terms.append(str(const))
+        expr = " | ".join(terms)
+        items.append(expr if code != f"{n}s" else f"({expr}).to_bytes({n}, 'big')")
+        at = hi
+    if at < cls.SIZE:
+        ns["_tail"] = bytes(base[at:])
+        fmt.append(f"{cls.SIZE - at}s")
+        items.append("_tail")
+    ns["_pack"] = struct.Struct("".join(fmt)).pack
     args = ", ".join(f"v{i}" for i in range(len(slots)))
-    # One test per field width: the OR of ints all in 0..2^w-1 shifted right by w is 0 (a
-    # negative stays negative); anything that is not an int fails the OR (TypeError). Both
-    # leave the record's own encode to raise its error.
+    # One test per field width for the fields sharing their bytes: the OR of ints all in
+    # 0..2^w-1 shifted right by w is 0 (a negative stays negative); anything that is not an
+    # int fails the OR (TypeError). struct refuses the rest (out of range, not an integer).
+    # Each failure leaves the record's own encode to raise its error.
     widths: dict[int, list[str]] = {}
-    for i, s in enumerate(slots):
-        widths.setdefault(s.width, []).append(f"v{i}")
+    for i, w in checked:
+        widths.setdefault(w, []).append(f"v{i}")
     checks = " or ".join(f"({' | '.join(vs)}) >> {w}" for w, vs in widths.items()) or "0"
-    terms = " | ".join([f"v{i} << {s.shift}" for i, s in enumerate(slots)] + [str(base)])
-    src = (f"def pack({args}):\n    try:\n        bad = {checks}\n"
-           f"    except TypeError:\n        bad = 1\n    if not bad:\n"
-           f"        return ({terms}).to_bytes({cls.SIZE}, 'big')\n"
+    src = (f"def pack({args}):\n    try:\n        if not ({checks}):\n"
+           f"            return _pack({', '.join(items)})\n"
+           f"    except (TypeError, OverflowError, _error):\n        pass\n"
            f"    return _C(**dict(zip(_names, ({args}{',' if slots else ''})))).encode()\n")
-    ns: dict[str, Any] = {"_C": cls, "_names": names}
     exec(src, ns)  # noqa: S102 - generated from the class's own slots
     fn: Callable[..., bytes] = ns["pack"]
     return fn
@@ -309,14 +366,30 @@ def _spans(cls: type[Record], names: tuple[str, ...]) -> list[tuple[int, int, in
 
 def reader(cls: type[Record], *names: str) -> Callable[[Buffer, int], tuple[int, ...]]:
     """A compiled ``read(buf, offset)``: the named integer fields of the ``cls`` record at
-    ``offset`` in ``buf``, as a tuple, without decoding the rest."""
+    ``offset`` in ``buf``, as a tuple, without decoding the rest: one precompiled
+    ``struct`` unpack of the whole bytes they occupy, then a shift and mask per field."""
+    spans = _spans(cls, names)
+    units = _units([(byte, n) for byte, n, _, _ in spans])
+    fmt, at = [">"], 0
+    for lo, hi in units:
+        if lo > at:
+            fmt.append(f"{lo - at}x")
+        fmt.append(_unit_code(hi - lo))
+        at = hi
     terms = []
-    for byte, n, shift, mask in _spans(cls, names):
-        v = f"buf[offset + {byte}]" if n == 1 else \
-            f"_fb(buf[offset + {byte}:offset + {byte + n}], 'big')"
-        terms.append(f"{v} >> {shift} & {mask}")
-    src = f"def read(buf, offset=0):\n    return ({', '.join(terms)}{',' if terms else ''})\n"
-    ns: dict[str, Any] = {"_fb": int.from_bytes}
+    for byte, n, shift, mask in spans:
+        j, (lo, hi) = next((j, u) for j, u in enumerate(units) if u[0] <= byte < u[1])
+        v = f"u{j}" if _unit_code(hi - lo) in _CODES.values() else f"_fb(u{j}, 'big')"
+        sh = (hi - byte - n) * 8 + shift
+        v += f" >> {sh}" if sh else ""
+        v += f" & {mask}" if (hi - lo) * 8 - sh > mask.bit_length() else ""
+        terms.append(v)
+    unpack = "".join(f"u{j}, " for j in range(len(units)))
+    src = ("def read(buf, offset=0):\n"
+           + (f"    {unpack}= _unpack(buf, offset)\n" if units else "")
+           + f"    return ({', '.join(terms)}{',' if terms else ''})\n")
+    ns: dict[str, Any] = {"_fb": int.from_bytes,
+                          "_unpack": struct.Struct("".join(fmt)).unpack_from}
     exec(src, ns)  # noqa: S102 - generated from the class's own slots
     fn: Callable[[Buffer, int], tuple[int, ...]] = ns["read"]
     return fn
@@ -325,20 +398,41 @@ def reader(cls: type[Record], *names: str) -> Callable[[Buffer, int], tuple[int,
 def patcher(cls: type[Record], *names: str) -> Callable[..., None]:
     """A compiled ``patch(buf, offset, *values)``: write the named integer fields of the
     ``cls`` record at ``offset`` in the ``bytearray`` ``buf``, each value masked to its
-    width, leaving every other bit alone."""
+    width, leaving every other bit alone (one ``struct`` unpack and one pack of the bytes
+    from the first named field to the last)."""
+    spans = _spans(cls, names)
+    units = _units([(byte, n) for byte, n, _, _ in spans])
+    fmt, got, items, at = [">"], [], [], units[0][0] if units else 0
+    for j, (lo, hi) in enumerate(units):
+        if lo > at:
+            fmt.append(f"{lo - at}s")
+            got.append(f"g{j}")
+            items.append(f"g{j}")
+        got.append(f"u{j}")
+        n = hi - lo
+        code = _unit_code(n)
+        fmt.append(code)
+        whole = code in _CODES.values()
+        keep, terms = (1 << 8 * n) - 1, []
+        for i, (byte, cnt, shift, mask) in enumerate(spans):
+            if lo <= byte < hi:
+                sh = (hi - byte - cnt) * 8 + shift
+                keep &= ~(mask << sh)
+                terms.append(f"(v{i} & {mask}) << {sh}" if sh else f"v{i} & {mask}")
+        u = f"u{j}" if whole else f"_fb(u{j}, 'big')"
+        expr = " | ".join(([f"{u} & {keep}"] if keep else []) + terms)
+        items.append(expr if whole else f"({expr}).to_bytes({n}, 'big')")
+        at = hi
     lines = ["def patch(buf, offset, " + "".join(f"v{i}, " for i in range(len(names)))
              + "):"]
-    for i, (byte, n, shift, mask) in enumerate(_spans(cls, names)):
-        keep = ~(mask << shift) & ((1 << 8 * n) - 1)
-        if n == 1:
-            lines.append(f"    at = offset + {byte}")
-            lines.append(f"    buf[at] = buf[at] & {keep} | (v{i} & {mask}) << {shift}")
-        else:
-            lines.append(f"    at = offset + {byte}")
-            lines.append(f"    buf[at:at + {n}] = (_fb(buf[at:at + {n}], 'big') & {keep} "
-                         f"| (v{i} & {mask}) << {shift}).to_bytes({n}, 'big')")
+    if units:
+        lines.append(f"    at = offset + {units[0][0]}")
+        lines.append(f"    {''.join(g + ', ' for g in got)}= _unpack(buf, at)")
+        lines.append(f"    _pack_into(buf, at, {', '.join(items)})")
     lines.append("    return None")
-    ns: dict[str, Any] = {"_fb": int.from_bytes}
+    st = struct.Struct("".join(fmt))
+    ns: dict[str, Any] = {"_fb": int.from_bytes, "_unpack": st.unpack_from,
+                          "_pack_into": st.pack_into}
     exec("\n".join(lines) + "\n", ns)  # noqa: S102 - generated from the class's own slots
     fn: Callable[..., None] = ns["patch"]
     return fn
