@@ -24,6 +24,7 @@ from typing import Any
 from ..cli import CliError
 from ..fabric import netfile
 from ..fabric.fabric import Fabric
+from ..host.ibnet import collector_paused
 from ..sm.agent import SmBinding, run_until
 from ..sm.graph import SubnetGraph
 from ..sm.manager import ROUTING_ENGINES, SmConfig, SubnetManager
@@ -108,11 +109,13 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--sm-node {sm_node!r}: no such node in {args.topology}")
     fabric = Fabric(topo)
     start = time.monotonic()
-    binding = SmBinding(fabric, sm_node, config=SmConfig(routing=args.routing))
-    progress = _Progress(binding.sm, start)
-    binding.on_progress = progress
-    binding.start(0.0)
-    virtual = run_until(fabric, binding, lambda: binding.sm.subnet_up, limit=VIRTUAL_LIMIT)
+    with collector_paused():  # the fabric is built: freeze it, no collections until up
+        binding = SmBinding(fabric, sm_node, config=SmConfig(routing=args.routing))
+        progress = _Progress(binding.sm, start)
+        binding.on_progress = progress
+        binding.start(0.0)
+        virtual = run_until(fabric, binding, lambda: binding.sm.subnet_up,
+                            limit=VIRTUAL_LIMIT)
     wall = time.monotonic() - start
     progress.done()
     summary = summarise(topo.source, fabric, binding, args.routing, wall, virtual)
