@@ -227,3 +227,27 @@ def test_reader_and_patcher_take_integer_fields_only() -> None:
     buf = bytearray(Sample(a=1, b=2, c=b"abc", d=1).encode())
     patcher(Sample, "b")(buf, 0, 0x1FFF)
     assert reader(Sample, "a", "b", "d")(buf, 0) == (1, 0x1FFF, 1)
+
+
+@pytest.mark.parametrize("cls", INT_RECORDS[1::3], ids=lambda c: f"{c.__module__}.{c.__qualname__}")
+@settings(max_examples=30)
+@given(data=st.data())
+def test_a_reader_on_a_short_buffer_raises_decode_error(cls: type[Record],
+                                                        data: st.DataObject) -> None:
+    ints = [s for s in cls.SLOTS if s.kind == INT]
+    chosen = data.draw(st.lists(st.sampled_from(ints), unique=True, min_size=1))
+    offset = data.draw(st.integers(-2, 3))
+    buf = data.draw(st.binary(max_size=max(offset, 0) + cls.SIZE))
+    read = reader(cls, *(s.name for s in chosen))
+    have = len(buf) - offset if offset >= 0 else 0
+    needed = {s.name: s.byte + (s.bit + s.width + 7) // 8 for s in chosen}
+    if offset >= 0 and all(n <= have for n in needed.values()):
+        rec = cls._decode_slow(bytes(buf[offset:]).ljust(cls.SIZE, b"\0"))
+        assert read(buf, offset) == tuple(getattr(rec, s.name) for s in chosen)
+        return
+    with pytest.raises(DecodeError) as err:
+        read(buf, offset)
+    assert err.value.fmt == cls.NAME
+    assert needed[err.value.field] > have  # the field named is one that is cut off
+    assert err.value.offset == max(offset, 0) + next(s.byte for s in chosen
+                                                     if s.name == err.value.field)

@@ -386,9 +386,19 @@ def reader(cls: type[Record], *names: str) -> Callable[[Buffer, int], tuple[int,
         terms.append(v)
     unpack = "".join(f"u{j}, " for j in range(len(units)))
     src = ("def read(buf, offset=0):\n"
-           + (f"    {unpack}= _unpack(buf, offset)\n" if units else "")
+           + (f"    if offset < 0:\n        _short(buf, offset)\n"
+              f"    try:\n        {unpack}= _unpack(buf, offset)\n"
+              f"    except _error:\n        _short(buf, offset)\n" if units else "")
            + f"    return ({', '.join(terms)}{',' if terms else ''})\n")
-    ns: dict[str, Any] = {"_fb": int.from_bytes,
+    ordered = sorted(zip(spans, names, strict=True))
+
+    def short(buf: Buffer, offset: int) -> None:
+        have = len(buf) - offset if offset >= 0 else 0
+        (byte, n, _, _), name = next((s, f) for s, f in ordered if s[0] + s[1] > have)
+        raise DecodeError(cls.NAME, name, max(offset, 0) + byte,
+                          f"need {byte + n} bytes, have {max(have, 0)}")
+
+    ns: dict[str, Any] = {"_fb": int.from_bytes, "_error": struct.error, "_short": short,
                           "_unpack": struct.Struct("".join(fmt)).unpack_from}
     exec(src, ns)  # noqa: S102 - generated from the class's own slots
     fn: Callable[[Buffer, int], tuple[int, ...]] = ns["read"]
