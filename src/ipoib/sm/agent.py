@@ -13,12 +13,17 @@ to the next, for tests, ``ipoib sweep`` and the benchmarks; nothing sleeps.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from operator import itemgetter
 
 from ..fabric.agents import MadAgent, ReceivedMad
 from ..fabric.fabric import Fabric
 from ..wire.mad import SA_CLASS_VERSION, MgmtClass
 from .manager import SmConfig, SubnetManager
 from .transactions import MadAddr
+
+_new_tuple = tuple.__new__
+_addr_of = itemgetter(*(ReceivedMad._fields.index(f) for f in MadAddr._fields))
+"""A received MAD's source address fields, in :class:`MadAddr`'s order (one per MAD)."""
 
 
 class SmBinding:
@@ -66,8 +71,7 @@ class SmBinding:
 
     def _rx(self, rx: ReceivedMad) -> None:
         self._stale = True
-        addr = MadAddr(rx.slid, rx.src_qp, rx.pkey, rx.sl, rx.dlid)
-        self.sm.receive(rx.mad, addr, self.fabric.now)
+        self.sm.receive(rx.mad, _new_tuple(MadAddr, _addr_of(rx)), self.fabric.now)
         self.flush()
         self.received += 1
         if self.on_progress is not None and self.received % self.progress_every == 0:

@@ -198,13 +198,20 @@ class SmpTransactions:
         req.key = key
         outstanding = self._outstanding
         outstanding[key] = req
-        self._transmit(req)
+        # the first _transmit, inline (every SMP passes here once)
+        req.mad[_TID:_TID + 8] = key.to_bytes(8, "big")
+        req.tries = 1
+        req.deadline = self.now + self.timeout
+        self._timeouts.append(req)
+        self.stats[req.kind] += 1
+        self.out.append(_new_tuple(OutMad, (bytes(req.mad), PERMISSIVE_LID, 0, None, 0)))
         self.high_water = max(self.high_water, len(outstanding))
 
     def _pump(self) -> None:
-        waiting, outstanding = self._waiting, self._outstanding
-        while waiting and len(outstanding) < self.window:
-            self._start(waiting.popleft())
+        waiting, outstanding, start = self._waiting, self._outstanding, self._start
+        window = self.window
+        while waiting and len(outstanding) < window:
+            start(waiting.popleft())
 
     def _transmit(self, req: _Request) -> None:
         req.mad[_TID:_TID + 8] = req.key.to_bytes(8, "big")
