@@ -95,7 +95,13 @@ _DR_CLASS = int(MgmtClass.SUBN_DIRECTED_ROUTE)
 _DR_PREFIX = DR_PREFIX = _DR_HEADER + DrSmpHeader().encode()[:_CLASS_B + 1]
 """:data:`_DR_HEADER` and a DR SMP's BaseVersion and MgmtClass: what the fast paths take."""
 DR_LEN = _DR_LEN
+_SEND_RESERVED = tuple((_M + a, _M + e, z) for a, e, z in sma.DR_RESERVED)
+"""The reserved runs of the DR header at their places in a packet (cleared on send)."""
 _TRAP_REPRESS = int(Method.TRAP_REPRESS)
+
+
+_new_tuple = tuple.__new__
+"""A named tuple made from all its values without its generated ``__new__`` (one per MAD)."""
 
 
 class ReceivedMad(NamedTuple):
@@ -216,8 +222,8 @@ class MadAgent:
                 buf += mad
                 buf[_TID:_TID + 4] = agent_id.to_bytes(4, "big")
                 buf[_HP] = 1
-                for a, e, zeros in sma.DR_RESERVED:  # as with_header re-encodes the header
-                    buf[_M + a:_M + e] = zeros
+                for a, e, zeros in _SEND_RESERVED:  # as with_header re-encodes the header
+                    buf[a:e] = zeros
                 self.fabric.transmit_dr(node.ports[out], buf)
             else:
                 node.drops["dr_discard"] += 1
@@ -337,13 +343,13 @@ def dr_hop(fabric: Fabric, node: Node, port: Port, buf: bytearray, in_port: int)
             if not buf[_METHOD] & RESPONSE_BIT:
                 return -1
             buf[_HP] = 0
-            mad = bytes(buf[_M:])
-            agent = node.agent_ids.get(int.from_bytes(mad[_TID_B:_TID_B + 4], "big"))
+            agent = node.agent_ids.get(int.from_bytes(buf[_TID:_TID + 4], "big"))
             if agent is None or agent.port_num != port.num:
                 node.drops["unmatched_response"] += 1
             else:
-                agent.deliver(ReceivedMad(mad, port.num, in_port, PERMISSIVE, PERMISSIVE, 0,
-                                          0, 0, 0xFFFF, 0))
+                agent.deliver(_new_tuple(ReceivedMad, (bytes(buf[_M:]), port.num, in_port,
+                                                       PERMISSIVE, PERMISSIVE, 0, 0, 0,
+                                                       0xFFFF, 0, None)))
             return 0
         else:
             return -1

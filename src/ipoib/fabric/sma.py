@@ -346,7 +346,7 @@ def _port_info_set(p: Port, data: bytes) -> int:
         p.speed_enabled = p.speed_supported if speed == 0xF else speed
     if speed_ext:
         p.speed_ext_enabled = p.speed_ext_supported if speed_ext == 0x1F else speed_ext & 0x0F
-    p.extra.update(zip(_PI_STORED, stored, strict=True))
+    p.extra.update(zip(_PI_STORED, stored, strict=False))  # the reader's count, exactly
     if down_default:  # 0 means "no change"
         p.extra["link_down_default_state"] = down_default
     if reregister:
@@ -534,6 +534,10 @@ DR_RESERVED: tuple[tuple[int, int, bytes], ...] = tuple(
 """(start, end, zeros) of the reserved byte runs of a DR SMP header, from its declared fields:
 what a response written in place clears, as :func:`~ipoib.wire.mad.make_response` does."""
 _GET_RESP = int(Method.GET_RESP)
+_HEAD_RESERVED = tuple(r for r in DR_RESERVED if r[1] != SMP_DATA_OFFSET)
+_DATA_RESERVED = next((a for a, e, _ in DR_RESERVED if e == SMP_DATA_OFFSET), SMP_DATA_OFFSET)
+_DATA_ZEROS = bytes(SMP_DATA_OFFSET - _DATA_RESERVED)
+"""The reserved run that ends where the SMP data starts is cleared in the data's own write."""
 
 
 def answer_dr(node: Node, in_port: int, buf: bytearray, off: int) -> int:
@@ -556,8 +560,8 @@ def answer_dr(node: Node, in_port: int, buf: bytearray, off: int) -> int:
     buf[off + _METHOD] = _GET_RESP
     buf[off + _METHOD + 1] = status >> 8 & 0x7F | 0x80  # the D bit: on the way back
     buf[off + _METHOD + 2] = status & 0xFF
-    for a, e, zeros in DR_RESERVED:
+    for a, e, zeros in _HEAD_RESERVED:
         buf[off + a:off + e] = zeros
-    buf[d:d + SMP_DATA_SIZE] = data if len(data) == SMP_DATA_SIZE else \
-        bytes(data).ljust(SMP_DATA_SIZE, b"\0")
+    buf[off + _DATA_RESERVED:d + SMP_DATA_SIZE] = _DATA_ZEROS + (
+        data if len(data) == SMP_DATA_SIZE else bytes(data).ljust(SMP_DATA_SIZE, b"\0"))
     return 1
