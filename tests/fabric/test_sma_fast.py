@@ -51,6 +51,11 @@ def test_port_info_bytes_are_the_record_encoded(data: st.DataObject) -> None:
         if name not in ("lid", "no_such_field") or data.draw(st.integers(0, 9)) == 0:
             port.extra[name] = data.draw(_int(EXTRA[name]))
     local = data.draw(st.integers(0, 300))
+    if data.draw(st.booleans()):  # answered before: extra completed with the defaults
+        _outcome(lambda: sma.port_info_bytes(port, local))
+    if data.draw(st.booleans()):  # as many extra fields as the record's, one foreign
+        port.extra.update({n: 0 for n in sma._PI_EXTRA}, no_such_field=1)
+        del port.extra[data.draw(st.sampled_from(sma._PI_EXTRA))]
     assert _outcome(lambda: sma.port_info_bytes(port, local)) == _outcome(
         lambda: sma.port_info(port, local).encode())
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from operator import itemgetter
 
 from ..wire.layout import packer, reader
 from ..wire.mad import (
@@ -283,14 +284,24 @@ _PI_LIVE = (
 _PI_EXTRA = tuple(s.name for s in PortInfo.SLOTS if s.name not in _PI_LIVE)
 _PI_EXTRA_SET = frozenset(_PI_EXTRA)
 _PI_EXTRA_DEFAULTS = tuple(getattr(PortInfo(), n) for n in _PI_EXTRA)
+_N_EXTRA = len(_PI_EXTRA)
 _PI_PACK = packer(PortInfo, *_PI_LIVE, *_PI_EXTRA)
+_PI_EXTRA_GET = itemgetter(*_PI_EXTRA)
 
 
 def port_info_bytes(p: Port, local_port_num: int) -> bytes:
     """``port_info(p, local_port_num).encode()``, packed straight from the port (every SMA
-    answer about a port carries it)."""
+    answer about a port carries it). The first answer completes ``p.extra`` with the record's
+    defaults for the fields it lacks (the same bytes), so later ones take all in one lookup."""
     extra = p.extra
-    if not extra.keys() <= _PI_EXTRA_SET:
+    if len(extra) != _N_EXTRA:
+        if not extra.keys() <= _PI_EXTRA_SET:
+            return port_info(p, local_port_num).encode()
+        for name, value in zip(_PI_EXTRA, _PI_EXTRA_DEFAULTS, strict=True):
+            extra.setdefault(name, value)
+    try:
+        extras = _PI_EXTRA_GET(extra)
+    except KeyError:  # as many fields as the record's, but not all of them: a foreign one
         return port_info(p, local_port_num).encode()
     return _PI_PACK(
         p.mkey, p.gid_prefix, p.lid, p.master_sm_lid, p.cap_mask, local_port_num,
@@ -299,7 +310,7 @@ def port_info_bytes(p: Port, local_port_num: int) -> bytes:
         p.master_sm_sl, p.vl_cap, p.mtu_cap, p.hoq_life, p.op_vls, p.mkey_violations,
         p.pkey_violations, p.qkey_violations, p.subnet_timeout, p.resp_time, p.cap_mask2,
         p.speed_ext_active, p.speed_ext_supported, p.speed_ext_enabled,
-        *map(extra.get, _PI_EXTRA, _PI_EXTRA_DEFAULTS),
+        *extras,
     )
 
 
