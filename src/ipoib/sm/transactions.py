@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 from ..wire.layout import Buffer, Record, patcher, reader
 from ..wire.mad import (
     DR_INITIAL_PATH_OFFSET,
+    MAD_SIZE,
     MAX_HOP_COUNT,
     PERMISSIVE_LID,
     SMP_DATA_OFFSET,
@@ -43,6 +44,9 @@ _STATUS = DrSmpHeader.BY_NAME["direction"].byte
 _ATTR = DrSmpHeader.BY_NAME["attr_id"].byte
 _DATA_END = SMP_DATA_OFFSET + SMP_DATA_SIZE
 _DR_CLASS = int(MgmtClass.SUBN_DIRECTED_ROUTE)
+_PATHS = MAD_SIZE - DR_INITIAL_PATH_OFFSET
+_NO_DATA = bytes(SMP_DATA_SIZE)
+_Template = tuple[tuple[bytes, ...], bytes, bytes]
 
 Path = tuple[int, ...]
 """A directed route: the egress port at each hop (InitialPath entries 1..HopCount)."""
@@ -118,12 +122,15 @@ class Fields:
 @dataclass(slots=True)
 class _Request:
     key: int
-    mad: bytearray
+    mad: bytes
+    """The SMP from its TID on; the whole SMP once started (its TID is its key)."""
     callback: Callback
     ctx: Any
     attr: int
     kind: tuple[int, int]
     """(method, attribute): the key of :attr:`SmpTransactions.stats`."""
+    head: bytes
+    """The SMP's bytes before its TID."""
     tries: int = 0
     deadline: float = 0.0
     done: bool = False
@@ -152,18 +159,23 @@ class SmpTransactions:
         self._waiting: deque[_Request] = deque()
         self._outstanding: dict[int, _Request] = {}
         self._timeouts: deque[_Request] = deque()
-        self._templates: dict[tuple[int, int], bytes] = {}
+        self._templates: dict[tuple[int, int], _Template] = {}
         self.now = 0.0
         self.high_water = 0
         """The most SMPs ever outstanding at once (never above ``window``)."""
 
     # -- sending ------------------------------------------------------------------------
 
-    def _template(self, method: int, attr: int) -> bytes:
+    def _template(self, method: int, attr: int) -> _Template:
+        """The request's bytes around what varies (HopCount, TID, AttributeModifier, data,
+        InitialPath), cut from the wire builder's SMP: the head by hop count, the middle."""
         key = (method, attr)
         t = self._templates.get(key)
         if t is None:
-            t = build_dr_smp(method, attr, 0, 0, b"", initial_path=(0,), hop_count=0)
+            b = build_dr_smp(method, attr, 0, 0, b"", initial_path=(0,), hop_count=0)
+            heads = tuple(b[:_HC] + bytes((n,)) + b[_HC + 1:_TID]
+                          for n in range(MAX_HOP_COUNT + 1))
+            t = (heads, b[_TID + 8:_AM], b[_AM + 4:SMP_DATA_OFFSET])
             self._templates[key] = t
         return t
 
@@ -175,18 +187,18 @@ class SmpTransactions:
         n = len(path)
         if n > MAX_HOP_COUNT:
             raise ValueError(f"a directed route has at most {MAX_HOP_COUNT} hops")
+        if data and len(data) > SMP_DATA_SIZE:
+            raise ValueError(f"SMP data is at most {SMP_DATA_SIZE} bytes")
         kind = (method, attr)
         template = self._templates.get(kind)
         if template is None:
             template = self._template(method, attr)
-        mad = bytearray(template)
-        mad[_AM:_AM + 4] = attr_mod.to_bytes(4, "big")
-        if n:
-            mad[_HC] = n
-            mad[DR_INITIAL_PATH_OFFSET + 1:DR_INITIAL_PATH_OFFSET + 1 + n] = bytes(path)
-        if data:
-            mad[SMP_DATA_OFFSET:SMP_DATA_OFFSET + len(data)] = data
-        req = _Request(0, mad, callback, ctx, attr, kind)
+        heads, mid, between = template
+        # everything after the TID in one join (the TID is added when it is started)
+        mad = b"".join((mid, attr_mod.to_bytes(4, "big"), between,
+                        data.ljust(SMP_DATA_SIZE, b"\0") if data else _NO_DATA,
+                        bytes((0, *path)).ljust(_PATHS, b"\0")))
+        req = _Request(0, mad, callback, ctx, attr, kind, heads[n])
         if self._waiting or len(self._outstanding) >= self.window:
             self._waiting.append(req)  # sent in turn as answers free the window
         else:
@@ -198,13 +210,13 @@ class SmpTransactions:
         req.key = key
         outstanding = self._outstanding
         outstanding[key] = req
-        # the first _transmit, inline (every SMP passes here once)
-        req.mad[_TID:_TID + 8] = key.to_bytes(8, "big")
+        # the whole SMP, then the first _transmit, inline (every SMP passes here once)
+        req.mad = mad = req.head + key.to_bytes(8, "big") + req.mad
         req.tries = 1
         req.deadline = self.now + self.timeout
         self._timeouts.append(req)
         self.stats[req.kind] += 1
-        self.out.append(_new_tuple(OutMad, (bytes(req.mad), PERMISSIVE_LID, 0, None, 0)))
+        self.out.append(_new_tuple(OutMad, (mad, PERMISSIVE_LID, 0, None, 0)))
         self.high_water = max(self.high_water, len(outstanding))
 
     def _pump(self) -> None:
@@ -214,12 +226,11 @@ class SmpTransactions:
             start(waiting.popleft())
 
     def _transmit(self, req: _Request) -> None:
-        req.mad[_TID:_TID + 8] = req.key.to_bytes(8, "big")
         req.tries += 1
         req.deadline = self.now + self.timeout
         self._timeouts.append(req)
         self.stats[req.kind] += 1
-        self.out.append(_new_tuple(OutMad, (bytes(req.mad), PERMISSIVE_LID, 0, None, 0)))
+        self.out.append(_new_tuple(OutMad, (req.mad, PERMISSIVE_LID, 0, None, 0)))
 
     # -- receiving ----------------------------------------------------------------------
 
