@@ -201,12 +201,12 @@ def test_a_chain_is_received_as_its_packets_one_by_one() -> None:
         good = AH(a.pd, AHAttr(dlid=b.lid)).template(a.qp.qp_num, 0x1B, 0xFFFF, b.qp.qp_num)
         bad = AH(a.pd, AHAttr(dlid=b.lid)).template(a.qp.qp_num, 0x1C, 0xFFFF, b.qp.qp_num)
         chains = [
-            [_psn(bad.packet(b"refused %d" % i), i) for i in range(3)]  # the first is refused
-            + [_psn(good.packet(b"then taken"), 3)],
+            [_psn(bad.packet(b"refused %d" % i), i) for i in range(5)]  # the first is refused
+            + [_psn(good.packet(b"then taken"), 5)],
             [_psn(good.packet(b"same size %d" % i), i) for i in range(3)]
             + [_psn(good.packet(b"longer than the rest"), 3)]  # another PktLen
             + [_psn(bad.packet(b"same size 9"), 4)]  # another Q_Key: read again
-            + [_psn(good.packet(b"same size %d" % i), i) for i in range(5, 8)]  # RQ runs dry
+            + [_psn(good.packet(b"same size %d" % i), i) for i in range(5, 9)]  # RQ runs dry
             + [_psn(good.packet(b"same size 8")[:-5], 8)],  # malformed
         ]
         for chain in chains:
@@ -220,7 +220,7 @@ def test_a_chain_is_received_as_its_packets_one_by_one() -> None:
     assert got[0] == got[1]
     assert [d for d, _, _ in got[1][0]] == [b"then taken", b"same size 0", b"same size 1",
                                              b"same size 2", b"longer than the rest"]
-    assert got[1][2] == {"bad_qkey": 4, "no_recv_wr": 3, "malformed": 1}
+    assert got[1][2] == {"bad_qkey": 6, "no_recv_wr": 4, "malformed": 1}
 
 
 def test_a_chain_from_one_address_handle_is_carried_like_its_packets() -> None:

@@ -311,7 +311,10 @@ class Fabric:
     def _deliver_run(self, route: Route | None, run: list[bytes]) -> None:
         """Hand ``run``, carried over ``route``, to the port at its end."""
         assert route is not None and route.node is not None and route.end is not None
-        inbound.receive_run(self, route.node, route.end, run)
+        if len(run) == 1:
+            inbound.receive(self, route.node, route.end, run[0])
+        else:
+            inbound.receive_run(self, route.node, route.end, run)
         work = self._work
         while work:
             self._hop(*work.popleft())

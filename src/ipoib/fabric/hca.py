@@ -41,7 +41,7 @@ from ..wire.ib import (
     build_ud,
 )
 from .context import Context
-from .inbound import mcast_deliver
+from .inbound import CHAIN_MIN, mcast_deliver
 from .node import Port
 from .verbs import (
     WC,
@@ -440,7 +440,7 @@ class QP:
         scq, qpn, hlen = self.scq, self.qp_num, len(head)
         signaled = self.sq_sig_all or wr.send_flags & _SIGNALED
         every = 0 if self.sq_sig_all else signal_mask
-        if t is not None and not mcast and not local and payloads \
+        if t is not None and not mcast and not local and len(payloads) >= CHAIN_MIN \
                 and hlen + max(map(len, payloads)) <= limit:
             # the chain as a whole: every packet fits, one template, one route
             fabric.transmit_chain(port, t.packets_sg(head, payloads))

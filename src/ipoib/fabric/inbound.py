@@ -31,6 +31,11 @@ if TYPE_CHECKING:
     from .fabric import Fabric
     from .hca import QP
 
+CHAIN_MIN = 4
+"""Packets from which a chain (one address handle, one route) is built, carried and
+completed as a whole: below that, the comprehensions cost more than they save and each
+packet goes on its own."""
+
 
 def mcast_deliver(node: Ca, port: Port, pkt: bytes, mlid: int, sender: QP | None) -> None:
     """Give a multicast packet to every QP of ``port`` attached to the group (``sender``:
@@ -103,8 +108,11 @@ def receive_run(fabric: Fabric, node: Node, port: Port, pkts: Sequence[bytes]) -
             continue
         if not same:
             pass
-        elif admitted:
+        elif admitted and len(same) >= CHAIN_MIN:
             qp.complete_run(port, same, UD_HEADER_SIZE, end, sl, dlid, slid, src_qp)
+        elif admitted:
+            for p in same:
+                qp.complete(port, p, UD_HEADER_SIZE, end, sl, dlid, slid, src_qp, None, None)
         else:  # the first one's refusal is counted; each of the others counts the same
             for _ in range(len(same) - (same[0] is first)):
                 qp.admits(port, pkey, qkey, end - UD_HEADER_SIZE)

@@ -287,7 +287,7 @@ class IpoibDevice(DeviceControl):
             return
         ring, to_host, c = self._ring, self._to_host, self.stats
         lid, qpn, up = self.lid, self.qpn, self.opened
-        if up:  # the common case, a batch of unicast IPv4 only: handed up in one go
+        if up and len(wcs) >= 4:  # a batch of unicast IPv4 only: handed up in one go
             v4 = [w[13] for w in wcs if not w[1] and not w[10] & _GRH_FLAG
                   and w[13].startswith(ENCAP_IPV4)]
             if len(v4) == len(wcs):
