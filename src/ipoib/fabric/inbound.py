@@ -67,15 +67,23 @@ def receive(fabric: Fabric, node: Node, port: Port, pkt: bytes) -> None:
         _receive(fabric, node, port, pkt)
         return
     sl, dlid, slid, pkey, dqp, qkey, src_qp, pad = f
+    qp = _unicast_qp(node, port, dlid, dqp)
+    if qp is not None:
+        qp.accept(port, pkt, UD_HEADER_SIZE, sl, dlid, slid, pkey, qkey, src_qp, pad, None,
+                  None)
+
+
+def _unicast_qp(node: Ca, port: Port, dlid: int, dqp: int) -> QP | None:
+    """The QP a unicast packet to (``dlid``, ``dqp``) is for, else None with the drop
+    counted: a DLID not among the port's (LMC), or no such QP."""
     base = port.lid
     if not base or not base <= dlid < base + (1 << port.lmc):
         port.drops["not_for_us"] += 1
-        return
+        return None
     qp = node.qps.get(dqp)
     if qp is None:
         port.drops["no_qp"] += 1
-        return
-    qp.accept(port, pkt, UD_HEADER_SIZE, sl, dlid, slid, pkey, qkey, src_qp, pad, None, None)
+    return qp
 
 
 def receive_run(fabric: Fabric, node: Node, port: Port, pkts: Sequence[bytes]) -> None:
@@ -152,12 +160,6 @@ def _receive(fabric: Fabric, node: Node, port: Port, pkt: bytes) -> None:
             return
         mcast_deliver(node, port, pkt, dlid, None)
         return
-    base = port.lid
-    if not base or not base <= dlid < base + (1 << port.lmc):
-        port.drops["not_for_us"] += 1
-        return
-    qp = node.qps.get(dqp)
-    if qp is None:
-        port.drops["no_qp"] += 1
-        return
-    qp.deliver(port, pkt, off)
+    qp = _unicast_qp(node, port, dlid, dqp)
+    if qp is not None:
+        qp.deliver(port, pkt, off)
