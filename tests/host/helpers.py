@@ -128,3 +128,23 @@ def run_in(ns: str, *argv: str, timeout: float = 20) -> subprocess.CompletedProc
 
 
 PYTHON = sys.executable
+
+
+class RecordingPump:
+    """A pumpable for runtime tests: records its process calls; its timer is whatever the
+    test sets (cleared once due); ``on_process`` lets a test act from inside a turn."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+        self.timer: float | None = None
+        self.on_process: Callable[[float], None] | None = None
+
+    def process(self, now: float) -> None:
+        self.calls.append(now)
+        if self.timer is not None and now >= self.timer:
+            self.timer = None
+        if self.on_process is not None:
+            self.on_process(now)
+
+    def get_timer(self) -> float | None:
+        return self.timer

@@ -11,7 +11,7 @@ from ipoib.host import netns, tun
 from ipoib.host.relay import relay_pair
 from ipoib.host.runtime import Attachment, Runtime
 from ipoib.wire.ip import parse_ip, udp_packet
-from tests.host.helpers import LoopThread, needs_root, run_in
+from tests.host.helpers import LoopThread, RecordingPump, needs_root, run_in
 
 pytestmark = needs_root
 
@@ -39,25 +39,6 @@ class Recorder:
     def drain_to_host(self) -> Iterable[bytes]:
         out, self.out = self.out, []
         return out
-
-
-class Clock:
-    """A pumpable that records its calls and asks for the timers the test sets."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-        self.timer: float | None = None
-        self.on_process: Callable[[float], None] | None = None
-
-    def process(self, now: float) -> None:
-        self.calls.append(now)
-        if self.timer is not None and now >= self.timer:
-            self.timer = None
-        if self.on_process is not None:
-            self.on_process(now)
-
-    def get_timer(self) -> float | None:
-        return self.timer
 
 
 def _udp_to_b(packets: list[tuple[bytes, float]]) -> list[tuple[bytes, float]]:
@@ -95,7 +76,7 @@ def test_a_burst_is_read_in_batches_until_eagain(ns_pair: tuple[str, str]) -> No
         with s:
             for i in range(100):
                 s.sendto(i.to_bytes(2, "big"), (str(B.ip), 9999))
-        ep, clock = Recorder(), Clock()
+        ep, clock = Recorder(), RecordingPump()
         rt = Runtime([clock])
         rt.attach(ta, ep)
         with LoopThread(rt):
@@ -110,7 +91,7 @@ def test_a_burst_is_read_in_batches_until_eagain(ns_pair: tuple[str, str]) -> No
 
 
 def test_the_earliest_timer_is_armed_and_fires_without_io() -> None:
-    clock = Clock()
+    clock = RecordingPump()
     rt = Runtime([clock])
     fired: list[float] = []
 
@@ -136,7 +117,7 @@ def test_carrier_follows_the_endpoint(ns_pair: tuple[str, str]) -> None:
     ns_a, _ = ns_pair
     ta = tun.create(ns_a, mtu=2044, ipv4=A)
     try:
-        ep, clock = Recorder(carrier=False), Clock()
+        ep, clock = Recorder(carrier=False), RecordingPump()
         seen: list[tuple[Attachment, bool]] = []
         rt = Runtime([clock])
         rt.on_carrier.append(lambda att: seen.append((att, att.carrier)))

@@ -7,29 +7,10 @@ import time
 from collections.abc import Callable
 
 from ipoib.host.runtime import Runtime
-from tests.host.helpers import LoopThread
+from tests.host.helpers import LoopThread, RecordingPump
 
 
-class Pump:
-    """Records its process calls; its timer is whatever the test sets."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-        self.timer: float | None = None
-        self.on_process: Callable[[float], None] | None = None
-
-    def process(self, now: float) -> None:
-        self.calls.append(now)
-        if self.timer is not None and now >= self.timer:
-            self.timer = None
-        if self.on_process is not None:
-            self.on_process(now)
-
-    def get_timer(self) -> float | None:
-        return self.timer
-
-
-class Sleeper(Pump):
+class Sleeper(RecordingPump):
     def __init__(self) -> None:
         super().__init__()
         self.wakeup: Callable[[], None] | None = None
@@ -46,7 +27,7 @@ def wait_for(cond: Callable[[], object], timeout: float = 5.0) -> None:
 
 
 def test_a_sleeper_runs_when_woken_when_due_and_after_a_kick() -> None:
-    fabric, sleeper, other = Pump(), Sleeper(), Sleeper()
+    fabric, sleeper, other = RecordingPump(), Sleeper(), Sleeper()
     rt = Runtime([fabric, sleeper, other])
     assert sleeper.wakeup is not None and other.wakeup is not None
     steps: list[str] = []
@@ -100,7 +81,7 @@ class FakeTun:
 
 def test_an_endpoint_that_sleeps_is_known_as_one() -> None:
     dev, stranger = Device(), Device()
-    rt = Runtime([Pump(), dev])
+    rt = Runtime([RecordingPump(), dev])
     att = rt.attach(FakeTun(), dev)  # type: ignore[arg-type]
     assert att.sleeper is dev
     other = rt.attach(FakeTun(), stranger)  # type: ignore[arg-type]
