@@ -25,12 +25,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+
+from tests.peers.simulator import running, stop
 
 from bench.common import Result
 from ipoib.fabric import netfile, topogen
@@ -40,8 +40,6 @@ from ipoib.sm.agent import SmBinding, run_until
 
 UMAD2SIM = Path("/usr/lib/x86_64-linux-gnu/umad2sim/libumad2sim.so")
 SIZES = (648, 1944)
-READY = "Network simulator ready"
-SERVER_TIMEOUT = 120.0
 OPENSM_TIMEOUT = 300.0
 _STAMP = re.compile(r"^(\w{3} +\d+ [\d:]{8}) (\d{6}) ")
 
@@ -52,52 +50,6 @@ def missing() -> str | None:
         if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
             return f"{tool} not installed"
     return None if UMAD2SIM.exists() else f"{UMAD2SIM} missing"
-
-
-def _stop(proc: subprocess.Popen[str] | None) -> None:
-    """Terminate, then kill; always reaped."""
-    if proc is None:
-        return
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-@contextmanager
-def _server(argv: list[str], sock: str) -> Iterator[None]:
-    """A simulator process serving on ``sock``, ready; killed on the way out.
-
-    A thread drains its output for its whole life, so a chatty simulator never blocks on a
-    full pipe and a silent one cannot hang the wait for "ready"."""
-    proc = subprocess.Popen(argv, env=dict(os.environ, IBSIM_SOCKNAME=sock),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    seen: list[str] = []
-    ready = threading.Event()
-
-    def drain() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            seen.append(line)
-            if READY in line:
-                ready.set()
-        ready.set()  # EOF: it exited
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        ready.wait(SERVER_TIMEOUT)
-        if not any(READY in line for line in seen):
-            raise RuntimeError(f"{argv[0]} not ready: "
-                               f"{''.join(seen[-3:]).strip() or 'no output'}")
-        yield
-    finally:
-        _stop(proc)
-        reader.join(timeout=5)
 
 
 def _log_time(line: str) -> float:
@@ -127,7 +79,7 @@ def _opensm(sock: str, workdir: Path) -> float:
         except subprocess.TimeoutExpired:
             pass
     finally:
-        _stop(osm)
+        stop(osm)
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     up = next((ln for ln in lines if "SUBNET UP" in ln), None)
     if not lines or up is None:
@@ -141,14 +93,14 @@ def opensm_on_ibsim(topo: Topology, net: Path, workdir: Path) -> float:
     limits = ["-N", str(len(topo.nodes) + 16), "-S", str(len(topo.switches) + 16),
               "-P", str(ports + 64)]
     sock = f"ipoibbo{os.getpid()}i{len(topo.nodes)}"
-    with _server(["ibsim", "-n", *limits, "-s", str(net)], sock):
+    with running(["ibsim", "-n", *limits, "-s", str(net)], sock):
         return _opensm(sock, workdir)
 
 
 def opensm_on_ours(net: Path, workdir: Path) -> float:
     """OpenSM's bring-up on ``python -m ipoib.ibsim FILE --sm none``."""
     sock = f"ipoibbo{os.getpid()}o"
-    with _server([sys.executable, "-m", "ipoib.ibsim", str(net), "--sm", "none",
+    with running([sys.executable, "-m", "ipoib.ibsim", str(net), "--sm", "none",
                   "--sockname", sock], sock):
         return _opensm(sock, workdir)
 

@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,11 +26,12 @@ from ipoib.fabric.netfile import dumps, load, loads
 from ipoib.fabric.topology import Link, Topology
 from ipoib.wire.enums import NodeType
 
+from .simulator import running
+
 IBSIM = shutil.which("ibsim") or "/usr/bin/ibsim"
 IBNETDISCOVER = shutil.which("ibnetdiscover") or "/usr/sbin/ibnetdiscover"
 UMAD2SIM = Path("/usr/lib/x86_64-linux-gnu/umad2sim/libumad2sim.so")
 EXAMPLE = Path("/usr/share/doc/ibsim-utils/net-examples/net.2sw2path4hca")
-READY = "Network simulator ready"
 
 
 def require_peers() -> None:
@@ -44,38 +44,10 @@ def require_peers() -> None:
 def ibsim(netfile: Path, workdir: Path) -> Iterator[str]:
     """Run ``ibsim -n -s netfile`` on a fresh socket name until it is ready; yield the name.
 
-    Its output is drained by a thread (so it never blocks on a full pipe), and the process
-    is always terminated on exit."""
+    The process is always stopped on exit (:mod:`tests.peers.simulator`)."""
     sockname = f"ipoib-test-{os.getpid()}-{secrets.token_hex(4)}"
-    env = {**os.environ, "IBSIM_SOCKNAME": sockname}
-    proc = subprocess.Popen([IBSIM, "-n", "-s", str(netfile)], env=env, cwd=workdir,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    output: list[str] = []
-    settled = threading.Event()
-
-    def drain() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            if READY in line:
-                settled.set()
-        settled.set()  # EOF: ibsim exited
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        settled.wait(timeout=60)
-        assert any(READY in ln for ln in output), "ibsim did not start:\n" + "".join(output)
+    with running([IBSIM, "-n", "-s", str(netfile)], sockname, cwd=workdir, timeout=60):
         yield sockname
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        reader.join(timeout=10)
 
 
 def ibnetdiscover(sockname: str, host: str, workdir: Path) -> str:
