@@ -6,9 +6,10 @@ One topology file per size (two-level fat trees of 648 and 1944 HCAs), three bri
   limits raised to fit, then ``opensm -o -d2`` under ``LD_PRELOAD=libumad2sim.so`` with
   private cache and tmp directories.
 - **OpenSM on ours**: ``python -m ipoib.ibsim FILE --sm none``, then the same OpenSM command.
-- **embedded SM**: a :class:`~ipoib.fabric.fabric.Fabric` of the same file (construction not
-  timed) and :class:`~ipoib.sm.agent.SmBinding` started, the virtual clock run until the SM
-  reports the subnet up. The fabric answers every SMP in Python inside that time.
+- **embedded SM**: :func:`bench.bench_sm.embedded`, the same measure as ``bench sm``: a fabric
+  of the same file (construction not timed), the SM started and the virtual clock run until
+  it reports the subnet up, with the collector paused as the daemon does. The fabric answers
+  every SMP in Python inside that time.
 
 For OpenSM the time is from its first log line to "SUBNET UP" (its own microsecond stamps,
 as the reference figures in ibsim-protocol.md §15), so neither the simulator's start nor
@@ -25,18 +26,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from tests.peers.simulator import running, stop
 
+from bench.bench_sm import embedded
 from bench.common import Result
 from ipoib.fabric import netfile, topogen
-from ipoib.fabric.fabric import Fabric
 from ipoib.fabric.topology import Topology
-from ipoib.sm.agent import SmBinding, run_until
 
 UMAD2SIM = Path("/usr/lib/x86_64-linux-gnu/umad2sim/libumad2sim.so")
 SIZES = (648, 1944)
@@ -103,20 +102,6 @@ def opensm_on_ours(net: Path, workdir: Path) -> float:
     with running([sys.executable, "-m", "ipoib.ibsim", str(net), "--sm", "none",
                   "--sockname", sock], sock):
         return _opensm(sock, workdir)
-
-
-def embedded(topo: Topology) -> float:
-    """Our SM's bring-up: start to subnet up, on a fresh fabric."""
-    fabric = Fabric(topo)
-    binding = SmBinding(fabric, topo.nodes[0].name)
-    start = time.perf_counter()
-    binding.start(0.0)
-    run_until(fabric, binding, lambda: binding.sm.subnet_up, limit=3600)
-    took = time.perf_counter() - start
-    if not binding.sm.subnet_up:
-        raise RuntimeError("the embedded SM did not bring the subnet up")
-    binding.close()
-    return took
 
 
 def _best(runs: int, measure: Callable[..., float], *args: object) -> tuple[float | None, str]:

@@ -283,7 +283,7 @@ _PI_LIVE = (
 """The PortInfo fields :func:`port_info` takes from the port's attributes, in this order."""
 _PI_EXTRA = tuple(s.name for s in PortInfo.SLOTS if s.name not in _PI_LIVE)
 _PI_EXTRA_SET = frozenset(_PI_EXTRA)
-_PI_EXTRA_DEFAULTS = tuple(getattr(PortInfo(), n) for n in _PI_EXTRA)
+_PI_EXTRA_DEFAULTS = {n: getattr(PortInfo(), n) for n in _PI_EXTRA}
 _N_EXTRA = len(_PI_EXTRA)
 _PI_PACK = packer(PortInfo, *_PI_LIVE, *_PI_EXTRA)
 _PI_EXTRA_GET = itemgetter(*_PI_EXTRA)
@@ -297,8 +297,7 @@ def port_info_bytes(p: Port, local_port_num: int) -> bytes:
     if len(extra) != _N_EXTRA:
         if not extra.keys() <= _PI_EXTRA_SET:
             return port_info(p, local_port_num).encode()
-        for name, value in zip(_PI_EXTRA, _PI_EXTRA_DEFAULTS, strict=True):
-            extra.setdefault(name, value)
+        extra.update({**_PI_EXTRA_DEFAULTS, **extra})
     try:
         extras = _PI_EXTRA_GET(extra)
     except KeyError:  # as many fields as the record's, but not all of them: a foreign one

@@ -17,13 +17,15 @@ from operator import itemgetter
 
 from ..fabric.agents import MadAgent, ReceivedMad
 from ..fabric.fabric import Fabric
-from ..wire.mad import SA_CLASS_VERSION, MgmtClass
+from ..wire.mad import PERMISSIVE_LID, RESPONSE_BIT, SA_CLASS_VERSION, MgmtClass
 from .manager import SmConfig, SubnetManager
 from .transactions import MadAddr
 
 _new_tuple = tuple.__new__
 _addr_of = itemgetter(*(ReceivedMad._fields.index(f) for f in MadAddr._fields))
 """A received MAD's source address fields, in :class:`MadAddr`'s order (one per MAD)."""
+_DR_CLASS = int(MgmtClass.SUBN_DIRECTED_ROUTE)
+_SMP_CLASSES = frozenset((int(MgmtClass.SUBN_DIRECTED_ROUTE), int(MgmtClass.SUBN_LID_ROUTED)))
 
 
 class SmBinding:
@@ -71,7 +73,11 @@ class SmBinding:
 
     def _rx(self, rx: ReceivedMad) -> None:
         self._stale = True
-        self.sm.receive(rx.mad, _new_tuple(MadAddr, _addr_of(rx)), self.fabric.now)
+        mad = rx.mad
+        if len(mad) > 3 and mad[3] & RESPONSE_BIT and mad[1] in _SMP_CLASSES:
+            self.sm.receive_answer(mad, self.fabric.now)
+        else:
+            self.sm.receive(mad, _new_tuple(MadAddr, _addr_of(rx)), self.fabric.now)
         self.flush()
         self.received += 1
         if self.on_progress is not None and self.received % self.progress_every == 0:
@@ -85,7 +91,10 @@ class SmBinding:
             if agent is None:
                 continue
             self.sent += 1
-            agent.send(mad, dlid=dlid, dqp=dqp, pkey=pkey, sl=sl)
+            if mad[1] == _DR_CLASS and dlid == PERMISSIVE_LID and pkey is None and not sl:
+                agent.send(mad)  # a directed-route SMP: the defaults say it all
+            else:
+                agent.send(mad, dlid=dlid, dqp=dqp, pkey=pkey, sl=sl)
 
     def get_timer(self) -> float | None:
         """The SM's next deadline. It moves only when the SM starts, handles a MAD or acts

@@ -229,6 +229,14 @@ class SubnetManager:
             if self.state == SmState.STANDBY:
                 self._poll_master()
 
+    def receive_answer(self, mad: bytes, now: float) -> None:
+        """Handle a response (R bit set) of an SMP class: :meth:`receive` without the source
+        address it does not need (every SMP of a sweep comes back through here)."""
+        self.now = max(self.now, now)
+        self.tx.now = self.now
+        if not self.tx.on_response(mad, now):
+            self.drops["stray_response"] += 1
+
     def receive(self, mad: bytes, addr: MadAddr, now: float) -> None:
         """Handle a MAD that arrived at the SM's port (QP0 or QP1)."""
         self.now = max(self.now, now)  # _enter, inline: once per MAD
