@@ -251,6 +251,8 @@ def test_unsupported_smp_gets_status_and_garbage_is_counted() -> None:
     stray = make_response(build_dr_smp(Method.GET, SmpAttr.NODE_INFO, 0, 99))
     sm.receive(stray, MadAddr(), 0.0)
     assert sm.drops["stray_response"] == 1
+    sm.receive_answer(stray, 0.0)  # the binding's way in for SMP answers counts the same
+    assert sm.drops["stray_response"] == 2 and sm.drain() == []
 
 
 def test_config_is_checked() -> None:
