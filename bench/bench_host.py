@@ -43,9 +43,9 @@ from bench.bench_relay import (
     relay_running,
 )
 from bench.common import Result
+from ipoib.commands.demo import cross_leaf_pair
 from ipoib.fabric import netfile
 from ipoib.fabric.topogen import fat_tree
-from ipoib.fabric.topology import Topology
 from ipoib.host.netns import PREFIX_ENV
 from ipoib.host.state import RUN_DIR_ENV, RunDir, cleanup
 
@@ -54,26 +54,6 @@ DEMO_HCAS = 8
 BIG_HCAS = 64
 ROUNDS_ENV = "IPOIB_BENCH_ROUNDS"
 UP_TIMEOUT = 180.0
-
-
-def leaf_of(topo: Topology, hca: str) -> str:
-    """The switch ``hca`` is cabled to."""
-    for link in topo.links:
-        if link.a == hca:
-            return link.b
-        if link.b == hca:
-            return link.a
-    raise ValueError(f"{hca} is not cabled")
-
-
-def cross_leaf_pair(topo: Topology) -> tuple[str, str]:
-    """The first HCA and the last one on another leaf switch (client, server)."""
-    cas = [c.name for c in topo.cas]
-    first = cas[0]
-    for other in reversed(cas):
-        if leaf_of(topo, other) != leaf_of(topo, first):
-            return first, other
-    raise ValueError("every HCA is on the same leaf")
 
 
 def _ipoib(env: dict[str, str], *args: str, timeout: float = 60) -> str:

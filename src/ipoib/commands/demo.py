@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def _leaf_of(topo: Topology, hca: str) -> str:
+def leaf_of(topo: Topology, hca: str) -> str:
+    """The switch ``hca`` is cabled to."""
     for link in topo.links:
         if link.a == hca:
             return link.b
@@ -42,12 +43,13 @@ def _leaf_of(topo: Topology, hca: str) -> str:
     raise ValueError(f"{hca} is not cabled")
 
 
-def _pick_pair(topo: Topology) -> tuple[str, str]:
-    """The first HCA and the first one on another leaf switch."""
+def cross_leaf_pair(topo: Topology) -> tuple[str, str]:
+    """The first HCA and the last one on another leaf switch (the demo's and the benchmark's
+    pair: their packets cross leaf, spine, leaf)."""
     cas = [n.name for n in topo.nodes if n.kind == NodeType.CA]
     first = cas[0]
     for other in reversed(cas):
-        if _leaf_of(topo, other) != _leaf_of(topo, first):
+        if leaf_of(topo, other) != leaf_of(topo, first):
             return first, other
     return first, cas[-1]
 
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     topo = topogen.fat_tree(args.hcas)
     net = tmp / "fabric.net"
     net.write_text(netfile.dumps(topo))
-    a, b = _pick_pair(topo)
+    a, b = cross_leaf_pair(topo)
     t0 = time.monotonic()
     try:
         _say(f"== a two-level fat tree: {len(topo.switches)} switches, {len(topo.cas)} HCAs "
@@ -93,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
         up_s = time.monotonic() - t0
         hosts = {h["host"]: h for h in cli.json("show", "hosts")}
         ip_b = str(hosts[b]["ipv4"]).split("/")[0]
-        _say(f"== ping from {a} (leaf {_leaf_of(topo, a)}) to {b} "
-             f"(leaf {_leaf_of(topo, b)}), {ip_b}")
+        _say(f"== ping from {a} (leaf {leaf_of(topo, a)}) to {b} "
+             f"(leaf {leaf_of(topo, b)}), {ip_b}")
         ping = cli.run("exec", a, "--", "ping", "-c", "5", "-i", "0.2", ip_b)
         _say(ping)
         _say(f"== what {a} resolved: the neighbour (ARP) and the path (PathRecord → AH)")
