@@ -447,19 +447,31 @@ class IbsimServer:
             if path is None:  # a DR SMP sent LID-routed: ibsim returns its InitialPath
                 path = bytearray(mad[128:192])
             resp = with_return_path(resp, path)
-        back: Node | None
         if dlid != PERMISSIVE:
             port = lid_route(target, slid)
-            back = None if port is None else port.node
+            self._reply(cl, None if port is None else port.node, resp, head)
         elif path is None:
-            back = target.node
-        elif mad[3] == GET:  # nothing changed: the links that led here lead back
-            back = count_back(target, hops, path)
-        else:  # a Set may have taken a link on the way down (ibsim walks back)
+            self._reply(cl, target.node, resp, head)
+        else:
+            self._reply_dr(cl, target, hops, path, mad[3] == GET, resp, head)
+
+    def _reply_dr(self, cl: Client, target: Port, hops: int, path: bytes | bytearray,
+                  get: bool, resp: bytes, head: tuple[int, int, int, int, bytes, int]) -> None:
+        """Send a DR answer back along ``path``, as ibsim walks it back: a Get changed
+        nothing, so the links that led here lead back; a Set may have taken one down."""
+        if get:
+            back: Node | None = count_back(target, hops, path)
+        else:
             port = dr_in(target, hops, path)
             back = None if port is None else port.node
+        self._reply(cl, back, resp, head)
+
+    def _reply(self, cl: Client, back: Node | None, resp: bytes,
+               head: tuple[int, int, int, int, bytes, int]) -> None:
+        """``resp`` to the client, if the way back (``back``) reaches its node; else ibsim
+        bounces the reply it has already built: swapped header, status 110."""
+        dlid, slid, dqp, sqp, pad, length = head
         if back is not cl.node:
-            # ibsim bounces the reply it has already built: swapped header, status 110
             self._bounce(cl.slot, slid, dlid, sqp, dqp, pad, length, resp)
             return
         self.stats["answered"] += 1
@@ -487,17 +499,8 @@ class IbsimServer:
                 mad[DR_RETURN_PATH_OFFSET:DR_RETURN_PATH_OFFSET + DR_PATH_SIZE]
             self._bounce(cl.slot, dlid, slid, dqp, sqp, pad, length, bytes(req))
             return
-        resp = bytes(req)  # answered in place (sma.answer_dr): the GetResp, D bit set
-        if mad[3] == GET:  # nothing changed: the links that led here lead back
-            back: Node | None = count_back(target, hops, path)
-        else:  # a Set may have taken a link on the way down (ibsim walks back)
-            port = dr_in(target, hops, path)
-            back = None if port is None else port.node
-        if back is not cl.node:
-            self._bounce(cl.slot, slid, dlid, sqp, dqp, pad, length, resp)
-            return
-        self.stats["answered"] += 1
-        self.outbox.append((cl.slot, pack_request(slid, dlid, sqp, dqp, 0, length, resp, pad)))
+        # answered in place (sma.answer_dr): the GetResp, D bit set
+        self._reply_dr(cl, target, hops, path, mad[3] == GET, bytes(req), head)
 
     def _deliver(self, cl: Client, target: Port, mad: bytes,
                  head: tuple[int, int, int, int, bytes, int]) -> None:
