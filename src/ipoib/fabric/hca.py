@@ -40,6 +40,7 @@ from ..wire.ib import (
     UdTemplate,
     build_ud,
 )
+from ..wire.offload import OffloadError, insert_checksum, segment_tcp
 from .context import Context
 from .inbound import CHAIN_MIN, mcast_deliver
 from .node import Port
@@ -48,6 +49,7 @@ from .verbs import (
     AHAttr,
     AsyncEvent,
     DeviceAttr,
+    DeviceCapFlags,
     GlobalRoute,
     PortAttr,
     QPAttr,
@@ -76,7 +78,7 @@ MCAST_BASE = 0xC000
 # Plain ints and members bound once: an Enum attribute lookup costs ~60 ns, and IntFlag
 # arithmetic far more, on a path that runs per packet.
 _SUCCESS, _LOC_LEN_ERR = WCStatus.SUCCESS, WCStatus.LOC_LEN_ERR
-_OP_SEND, _OP_RECV = WCOpcode.SEND, WCOpcode.RECV
+_OP_SEND, _OP_RECV, _OP_TSO = WCOpcode.SEND, WCOpcode.RECV, WCOpcode.TSO
 _WC_GRH, _WC_WITH_IMM = int(WCFlags.GRH), int(WCFlags.WITH_IMM)
 _SIGNALED = int(SendFlags.SIGNALED)
 _SEND_WITH_IMM = int(WROpcode.SEND_WITH_IMM)
@@ -245,6 +247,9 @@ class QP:
         self.sq_psn = 0
         self.rq: deque[RecvWR] = deque()
         self.mcast: set[tuple[bytes, int]] = set()
+        self.offload_errors = 0
+        """Offloaded sends the HCA could not parse (completed with ``LOC_QP_OP_ERR``)."""
+        self._max_tso = ctx.query_device().max_tso
         self.node.qps[self.qp_num] = self
         if qp_attr is not None and self.qp_type == QPType.UD:
             self.to_init(qp_attr)
@@ -395,8 +400,31 @@ class QP:
         extra copy of the payload (a driver's 4-byte encapsulation header)."""
         self.post_send_sg_list(wr, head, (payload,), wr.wr_id)
 
+    def post_send_offload(self, wr: SendWR, head: bytes, payload: bytes) -> None:
+        """Send ``head`` then ``payload``, an IP packet, with the transmit offloads: a ``TSO`` request
+        is cut into TCP segments of ``wr.mss`` payload bytes (at most ``max_tso`` in all),
+        any other send gets its TCP/UDP checksum computed (``IP_CSUM``), both done by
+        :mod:`ipoib.wire.offload`. The segments leave as one chain; the request completes
+        once, with the bytes it carried. A packet the engine cannot parse completes with
+        ``LOC_QP_OP_ERR`` and sends nothing."""
+        tso = wr.opcode == WROpcode.TSO
+        try:
+            if tso and len(payload) > self._max_tso:
+                raise OffloadError("TSO", "length", 0, f"{len(payload)} bytes")
+            segs = segment_tcp(payload, wr.mss) if tso else [insert_checksum(payload)]
+        except OffloadError:
+            self.offload_errors += 1
+            self.scq.push(WC(wr.wr_id, WCStatus.LOC_QP_OP_ERR, _OP_SEND, 0, self.qp_num))
+            return
+        self.post_send_sg_list(wr, head, segs, wr.wr_id, quiet=True)
+        if self.sq_sig_all or wr.send_flags & _SIGNALED:
+            n = len(head) * len(segs) + sum(map(len, segs))
+            self.scq.push((wr.wr_id, _SUCCESS, _OP_TSO if tso else _OP_SEND, n, self.qp_num,
+                           0, 0, 0, 0, 0, 0, 0, None, b""))
+
     def post_send_sg_list(self, wr: SendWR, head: bytes, payloads: Sequence[bytes],
-                          first_wr_id: int, signal_mask: int = 0) -> None:
+                          first_wr_id: int, signal_mask: int = 0, *,
+                          quiet: bool = False) -> None:
         """Post ``len(payloads)`` sends in order (``ibv_post_send`` with a chain), each
         ``wr`` with the gather list ``head``, ``payloads[i]`` and the id ``first_wr_id + i``.
 
@@ -438,7 +466,7 @@ class QP:
         fabric = self.ctx.fabric
         local = not mcast and lid and lid <= dlid < lid + (1 << port.lmc)
         scq, qpn, hlen = self.scq, self.qp_num, len(head)
-        signaled = self.sq_sig_all or wr.send_flags & _SIGNALED
+        signaled = (self.sq_sig_all or wr.send_flags & _SIGNALED) and not quiet
         every = 0 if self.sq_sig_all else signal_mask
         if t is not None and not mcast and not local and len(payloads) >= CHAIN_MIN \
                 and hlen + max(map(len, payloads)) <= limit:
@@ -615,7 +643,7 @@ class QP:
 
 
 __all__ = [
-    "AH", "CQ", "PD", "QP", "WC", "AHAttr", "AsyncEvent", "Context", "DeviceAttr",
+    "AH", "CQ", "PD", "QP", "WC", "AHAttr", "AsyncEvent", "Context", "DeviceAttr", "DeviceCapFlags",
     "GlobalRoute", "PortAttr", "QPAttr", "QPAttrMask", "QPCap", "QPCreateFlags", "QPInitAttr",
     "QPState", "QPType", "RecvWR", "SendFlags", "SendWR", "VerbsError", "WCFlags", "WCOpcode",
     "WCStatus", "WROpcode",

@@ -60,6 +60,7 @@ class WCOpcode(IntEnum):
     """``ibv_wc_opcode``."""
 
     SEND = 0
+    TSO = 7
     RECV = 128
 
 
@@ -75,6 +76,8 @@ class WROpcode(IntEnum):
 
     SEND = 2
     SEND_WITH_IMM = 3
+    TSO = 10
+    """A TCP super-packet the HCA cuts into ``SendWR.mss``-byte segments (UD LSO)."""
 
 
 class SendFlags(IntFlag):
@@ -82,6 +85,14 @@ class SendFlags(IntFlag):
 
     SIGNALED = 2
     SOLICITED = 4
+    IP_CSUM = 16
+    """The HCA computes the packet's TCP/UDP checksum (needs ``UD_IP_CSUM``)."""
+
+
+class DeviceCapFlags(IntFlag):
+    """``ibv_device_cap_flags`` (the ones that change what a driver may ask of the HCA)."""
+
+    UD_IP_CSUM = 1 << 18
 
 
 class QPAttrMask(IntFlag):
@@ -117,6 +128,9 @@ class DeviceAttr:
     max_pkeys: int = 64
     max_mcast_grp: int = 1 << 13
     max_mcast_qp_attach: int = 1 << 10
+    device_cap_flags: int = DeviceCapFlags.UD_IP_CSUM
+    max_tso: int = 0x10000
+    """``ibv_device_attr_ex.tso_caps.max_tso`` (UD): the largest ``TSO`` send; 0: no LSO."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +234,8 @@ class SendWR:
     ah: AH | None = None
     remote_qpn: int = 0
     remote_qkey: int = 0
+    mss: int = 0
+    """Payload bytes per segment of a ``TSO`` send (``ibv_send_wr.tso.mss``)."""
 
     def set_wr_ud(self, ah: AH, rqpn: int, rqkey: int) -> None:
         """Address the request (pyverbs ``SendWR.set_wr_ud``)."""
