@@ -76,7 +76,7 @@ class Device(Sleeper):
 
 
 class FakeTun:
-    fd, mtu, vnet_hdr = -1, 2044, 0
+    fd, mtu, vnet_hdr, offload = -1, 2044, 0, False
 
 
 def test_an_endpoint_that_sleeps_is_known_as_one() -> None:

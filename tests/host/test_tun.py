@@ -21,7 +21,7 @@ from ipoib.wire.ip import (
     pseudo_header,
     udp_packet,
 )
-from ipoib.wire.vnet import VNET_HDR_SIZE
+from ipoib.wire.vnet import VNET_HDR_SIZE, GsoType, VnetFlags, VnetHdr
 from tests.host.helpers import ip_json, needs_root, run_in
 
 pytestmark = needs_root
@@ -209,3 +209,58 @@ def test_with_vnet_headers_the_stack_takes_a_coalesced_run_whole(
                 assert TcpHeader.decode(ack[20:40]).ack == 1001 + 4200
     finally:
         t.close()
+
+
+def _next_frame(t: tun.Tun, proto: int) -> tuple[VnetHdr, bytes]:
+    """The next frame to PEER of ``proto``, its virtio_net_hdr decoded."""
+    import select
+
+    while select.select([t.fd], [], [], 5)[0]:
+        raw = os.read(t.fd, tun.OFFLOAD_READ + VNET_HDR_SIZE)
+        pkt = raw[VNET_HDR_SIZE:]
+        if _to_peer([pkt]) and pkt[9] == proto:
+            return VnetHdr.decode(raw[:VNET_HDR_SIZE]), pkt
+    raise AssertionError("nothing from the namespace")
+
+
+def test_with_offloads_the_stack_hands_over_super_packets_and_partial_checksums(
+        ns_pair: tuple[str, str]) -> None:
+    """``offload``: TCP from the namespace arrives as GSO super-packets larger than the MTU,
+    and a UDP datagram with its checksum left partial (NEEDS_CSUM, csum_start at the UDP
+    header); the same with offloads off is plain."""
+    ns, _ = ns_pair
+    me = str(V4.ip)
+    for offload in (True, False):
+        t = tun.create(ns, mtu=2044, ipv4=V4, ipv6=[LL], carrier=True, vnet_hdr=True,
+                       offload=offload)
+        try:
+            with netns.entered(ns):
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            with u:
+                u.sendto(b"partial?", (PEER, 9100))
+            hdr, _ = _next_frame(t, IpProto.UDP)
+            assert bool(hdr.flags & VnetFlags.NEEDS_CSUM) == offload
+            assert hdr.csum_start == (20 if offload else 0)
+            with c:
+                c.setblocking(False)
+                try:
+                    c.connect((PEER, 7002))
+                except BlockingIOError:
+                    pass
+                _, syn = _next_frame(t, IpProto.TCP)
+                isn = TcpHeader.decode(syn[20:40]).seq
+                t.write(_tcp(PEER, me, 7002, TcpHeader.decode(syn[20:40]).sport, 9000, isn + 1,
+                             0x12))  # SYN-ACK, no MSS option: the client's MSS is 536
+                c.setblocking(True)
+                c.sendall(bytes(4000))
+                hdr, data = _next_frame(t, IpProto.TCP)
+                while len(data) <= 40:  # the handshake's ACK first
+                    hdr, data = _next_frame(t, IpProto.TCP)
+                if offload:
+                    assert hdr.gso_type == GsoType.TCPV4 and hdr.gso_size == 536
+                    assert len(data) > 2044 and hdr.flags & VnetFlags.NEEDS_CSUM
+                else:
+                    assert hdr.gso_type == GsoType.NONE and len(data) <= 576
+        finally:
+            t.close()

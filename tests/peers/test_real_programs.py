@@ -241,6 +241,37 @@ def test_capture_opens_in_tshark(fabric: Fabric, tmp_path: Path) -> None:
     assert all(not clean(r) for r in rows)
 
 
+def test_tcp_leaves_as_segments_the_hca_made_with_valid_checksums(
+        fabric: Fabric, tmp_path: Path) -> None:
+    """The hosts' stacks hand their device 64 KiB super-packets (TSO) and partial checksums;
+    on the wire tshark sees only MTU-sized TCP segments whose IP and TCP checksums verify."""
+    from .tshark import require_tshark, tshark_fields
+
+    require_tshark()
+    tso = fabric.show("counters", A)[A]["tx_tso_packets"]
+    pcap = tmp_path / "tcp.pcap"
+    cap = subprocess.Popen([sys.executable, "-m", "ipoib", "capture", str(pcap), "--seconds",
+                            "4"], env=fabric.env, text=True, stderr=subprocess.PIPE)
+    time.sleep(1.0)
+    server = fabric.popen(B, "iperf3", "-s", "-1")
+    try:
+        time.sleep(0.5)
+        fabric.exec(A, "iperf3", "-c", fabric.ip(B), "-n", "400K", timeout=30)
+    finally:
+        server.wait(timeout=10)
+    assert cap.wait(timeout=30) == 0, cap.stderr.read() if cap.stderr else ""
+    assert fabric.show("counters", A)[A]["tx_tso_packets"] > tso
+    rows = tshark_fields(pcap, ["ip.len", "tcp.len", "ip.checksum.status", "tcp.checksum.status"],
+                         options=["-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"],
+                         display_filter="tcp.port == 5201")
+    data = [int(r["tcp.len"]) for r in rows if int(r["tcp.len"] or 0) > 0]
+    assert sum(data) >= 400 * 1024  # every byte went by, as MTU-sized segments
+    assert max(int(r["ip.len"]) for r in rows) <= 2044
+    bad = [r for r in rows if r["tcp.checksum.status"] not in ("1", "Good")
+           or r["ip.checksum.status"] not in ("1", "Good")]
+    assert not bad, bad[:3]
+
+
 def test_routes_from_the_namespace_steer_resolution(fabric: Fabric) -> None:
     """``ip route add ... via GW`` in a namespace: the driver resolves the gateway, as the
     kernel would for an Ethernet device (the TUN hands over packets with no next hop)."""

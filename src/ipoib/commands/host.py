@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("--capture", metavar="FILE", help="capture the fabric's packets to FILE")
     up.add_argument("--no-gro", action="store_true",
                     help="hand the hosts every received TCP segment on its own (no GRO)")
+    up.add_argument("--no-tso", action="store_true",
+                    help="no checksum offload or TSO from the hosts' stacks: they send "
+                         "MTU-sized packets with checksums done (ethtool -K ib0 tso off tx off)")
     up.add_argument("--detach", action="store_true",
                     help="serve in the background; return once every host has carrier")
     up.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
@@ -145,7 +148,8 @@ def _serve(args: argparse.Namespace, topo: Topology, subnet: IPv4Network, run_di
     """
     d = daemon.build(topo, hosts=_names(args.hosts), subnet=subnet, sm=args.sm,
                      capture=args.capture, run_dir=run_dir, sm_node=args.sm_node,
-                     partitions=args.partitions, sm_wait=args.wait, gro=not args.no_gro)
+                     partitions=args.partitions, sm_wait=args.wait, gro=not args.no_gro,
+                     tso=not args.no_tso)
     return d.run(lambda rows: report("ready", rows), carrier_timeout=args.wait,
           on_timeout=lambda missing: report("timeout", missing))
 

@@ -83,6 +83,8 @@ class Host:
     routes: Sequence[tun.Route] = ()
     gro: bool = True
     """Coalesce received TCP runs for the host's stack (as Linux's IPoIB does with GRO)."""
+    tso: bool = True
+    """Take checksum offload and TSO from the host's stack when the endpoint can."""
     tun: tun.Tun | None = field(default=None, repr=False)
 
 
@@ -195,8 +197,9 @@ class Daemon:
                 raise
             self.state.tuns.append([h.netns, tun.DEFAULT_IFNAME])
             self._save()
+            offload = h.tso and bool(getattr(h.endpoint, "tx_offload", False))
             h.tun = tun.create(h.netns, mtu=h.mtu, ipv4=h.ipv4, ipv6=[h.ipv6],
-                               routes=h.routes, carrier=False, vnet_hdr=True)
+                               routes=h.routes, carrier=False, vnet_hdr=True, offload=offload)
             self.runtime.attach(h.tun, h.endpoint, gro=h.gro)
 
     def add_child(self, pid: int) -> None:
@@ -388,14 +391,15 @@ def build(topology: Topology, *, hosts: Sequence[str] | None = None,
           run_dir: RunDir | None = None, mtu: int = DEFAULT_MTU,
           ibsim: str | None = None, sm_node: str | None = None,
           partitions: str | None = None, sm_wait: float = 60.0,
-          gro: bool = True) -> Daemon:
+          gro: bool = True, tso: bool = True) -> Daemon:
     """The daemon for a run of ``topology``: one host per HCA (or per name in ``hosts``).
 
     The fabric is simulated in this process with its SM on ``sm_node`` (default: the first
     node): the embedded SM, none, or OpenSM (``sm="opensm"``, files in the run directory's
     ``opensm/``, recorded as a child, "SUBNET UP" awaited for ``sm_wait`` seconds before
     the wait for carrier); ``partitions`` is a partitions.conf for either SM. Each host's
-    TUN is wired to an IPoIB device on its HCA's port 1; ``gro`` coalesces what it receives.
+    TUN is wired to an IPoIB device on its HCA's port 1; ``gro`` coalesces what it receives,
+    ``tso`` lets its stack leave checksums and TCP segmentation to the device and HCA.
     ``capture`` records every packet crossing the fabric from the start (ERF, Wireshark).
     Each device follows its namespace's routes through netlink (:mod:`.routesync`).
     The fabric also serves the ibsim protocol on the abstract socket base name ``ibsim``
@@ -413,7 +417,8 @@ def build(topology: Topology, *, hosts: Sequence[str] | None = None,
     built = []
     for p in plans:
         dev = net.add_host(p.name, [p.ipv4, p.ipv6])
-        built.append(Host(p.name, p.netns, p.ipv4, p.ipv6, mtu, dev, dev.describe, gro=gro))
+        built.append(Host(p.name, p.netns, p.ipv4, p.ipv6, mtu, dev, dev.describe, gro=gro,
+                          tso=tso))
     def host_of(key: str | None) -> list[str]:
         return d.host_names(key)  # d, made below, before any request can come
 

@@ -20,7 +20,9 @@ path, cost nothing per turn.
 
 A TUN opened with a ``virtio_net_hdr`` (:mod:`.tun`) has it stripped from what is read,
 and what is written goes through receive coalescing (:class:`~ipoib.netdev.gro.Gro`) or,
-with GRO off, gets a plain header.
+with GRO off, gets a plain header. On a TUN with offloads on, a read whose header asks for
+work (a GSO super-packet, a checksum left partial) goes to the endpoint's
+``transmit_offload(packet, mss, now)`` on its own, in order with the plain ones around it.
 
 Other sources of work (the ibsim server's socket, a control command) register their own
 ``loop.add_reader`` or run as handlers, and call :meth:`Runtime.kick` to get a pump.
@@ -39,8 +41,8 @@ from functools import partial
 from typing import Protocol, cast
 
 from ..netdev.gro import Gro
-from ..wire.vnet import PLAIN
-from .tun import READ_BUDGET, Tun
+from ..wire.vnet import PLAIN, VnetFlags
+from .tun import OFFLOAD_READ, READ_BUDGET, Tun
 
 
 class Pumpable(Protocol):
@@ -71,12 +73,14 @@ class Endpoint(Protocol):
 
 
 _NEVER = float("inf")
+_NEEDS_CSUM = int(VnetFlags.NEEDS_CSUM)
 
 RUNTIME_DROPS = ("tun_read_error", "tun_write_error")
 """Reasons a packet is lost in the runtime itself (everything else is the endpoints')."""
 
 
 BatchTransmit = Callable[[list[bytes], float], None]
+OffloadTransmit = Callable[[bytes, int, float], None]
 
 
 @dataclass(slots=True)
@@ -95,6 +99,8 @@ class Attachment:
     drained only in the turns it runs."""
     gro: Gro | None = None
     """Receive coalescing for a TUN with a ``virtio_net_hdr`` (None: off, or no header)."""
+    offload: OffloadTransmit | None = None
+    """The endpoint's ``transmit_offload``, when the TUN has offloads on."""
 
 
 CarrierCallback = Callable[[Attachment], None]
@@ -141,7 +147,11 @@ class Runtime:
         sleeps = id(endpoint) in self._sleepers
         att = Attachment(tun, endpoint, batch=getattr(endpoint, "transmit_batch", None),
                          sleeper=cast(Pumpable, endpoint) if sleeps else None,
-                         gro=Gro() if gro and tun.vnet_hdr else None)
+                         gro=Gro() if gro and tun.vnet_hdr else None,
+                         offload=getattr(endpoint, "transmit_offload", None)
+                         if tun.offload else None)
+        if tun.offload and (att.offload is None or att.batch is None):
+            raise ValueError("a TUN with offloads needs an endpoint that takes them")
         self.attachments.append(att)
         if self._loop is not None:
             self._add_reader(att)
@@ -166,7 +176,9 @@ class Runtime:
         size = att.tun.mtu + skip
         budget = self._budget
         batch = att.batch
-        if batch is not None:  # the whole read batch in one call
+        if att.offload is not None:
+            n = self._read_offload(att, now)
+        elif batch is not None:  # the whole read batch in one call
             packets: list[bytes] = []
             try:
                 if skip:
@@ -197,6 +209,43 @@ class Runtime:
                 self._loop.remove_reader(fd)
         att.rx_packets += n
         self.pump(now)
+
+    def _read_offload(self, att: Attachment, now: float) -> int:
+        """:meth:`_on_readable`'s reads on a TUN with offloads: plain packets batched, each
+        GSO super-packet (``gso_type`` set: ``gso_size`` is the MSS) or partial checksum
+        (``NEEDS_CSUM``) to the endpoint's ``transmit_offload`` in its place in the order.
+        The budget is also one of bytes: as many as ``budget`` full-MTU packets."""
+        assert self._loop is not None and att.offload is not None and att.batch is not None
+        read, fd, skip, budget = os.read, att.tun.fd, att.tun.vnet_hdr, self._budget
+        batch, offload = att.batch, att.offload
+        room = budget * att.tun.mtu  # what a plain batch could carry, so that receive
+        packets: list[bytes] = []    # rings sized for it are not overrun by super-packets
+        n = 0
+        try:
+            while n < budget and room > 0:
+                raw = read(fd, OFFLOAD_READ + skip)
+                n += 1
+                room -= len(raw)
+                if raw[1]:  # gso_type
+                    if packets:
+                        batch(packets, now)
+                        packets = []
+                    offload(raw[skip:], raw[4] | raw[5] << 8, now)
+                elif raw[0] & _NEEDS_CSUM:
+                    if packets:
+                        batch(packets, now)
+                        packets = []
+                    offload(raw[skip:], 0, now)
+                else:
+                    packets.append(raw[skip:])
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.drops["tun_read_error"] += 1
+            self._loop.remove_reader(fd)
+        if packets:
+            batch(packets, now)
+        return n
 
     def pump(self, now: float) -> None:
         """One turn of the pump contract: process, write what is due, arm the timer.

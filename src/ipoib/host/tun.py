@@ -8,9 +8,12 @@ fd (non-blocking) lives on in the daemon. It is not persistent: closing the fd r
 
 A host's device is also opened with ``IFF_VNET_HDR``: every packet then carries a 10-byte
 ``virtio_net_hdr`` (:mod:`ipoib.wire.vnet`) both ways, which lets the driver hand the stack
-coalesced TCP runs (GRO, :mod:`ipoib.netdev.gro`). No offload is switched on towards the
-daemon (``TUNSETOFFLOAD`` is left at none), so what the stack sends stays MTU-sized with its
-checksums done, as it must to cross the fabric.
+coalesced TCP runs (GRO, :mod:`ipoib.netdev.gro`). With ``offload`` the device also takes
+checksum offload and IPv4 TSO from the stack (``TUNSETOFFLOAD`` with ``TUN_F_CSUM |
+TUN_F_TSO4``, the features Linux's IPoIB has on an HCA with UD LSO): TCP then arrives as
+super-packets of up to 64 KiB, and TCP/UDP packets with their checksum left to the driver,
+each said so in its header (:meth:`ipoib.netdev.device.IpoibDevice.transmit_offload`).
+Without it, what the stack sends is MTU-sized with its checksums done.
 
 The kernel makes TUN devices ``POINTOPOINT | NOARP``, so it neither resolves neighbours nor
 runs DAD on them; the driver behind the fd does ARP itself. IPv6 address generation is turned
@@ -39,6 +42,12 @@ TUNSETIFF = 0x400454CA
 """``_IOW('T', 202, int)``: attach the fd to a new device (linux/if_tun.h)."""
 TUNSETCARRIER = 0x400454E2
 """``_IOW('T', 226, int)``: set the device's carrier (Linux 5.0 and later)."""
+TUNSETOFFLOAD = 0x400454D0
+"""``_IOW('T', 208, unsigned int)``: the offloads the reader takes (``TUN_F_*``)."""
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+OFFLOAD_READ = 0x10000
+"""Bytes a read may return with offloads on: a super-packet of up to 65535 bytes of IP."""
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
@@ -73,6 +82,8 @@ class Tun:
     mtu: int
     vnet_hdr: int = 0
     """Bytes of ``virtio_net_hdr`` in front of every packet read or written (0: none)."""
+    offload: bool = False
+    """Checksum offload and TSO are on: reads may be partial or super-packets."""
 
     def set_carrier(self, on: bool) -> None:
         """Turn the device's carrier on or off (the kernel stops queueing to it when off)."""
@@ -82,7 +93,7 @@ class Tun:
         """Up to ``budget`` packets, stopping at EAGAIN (the slow path; the runtime inlines it)."""
         out: list[bytes] = []
         read, fd, skip = os.read, self.fd, self.vnet_hdr
-        size = self.mtu + skip
+        size = (OFFLOAD_READ if self.offload else self.mtu) + skip
         try:
             while len(out) < budget:
                 out.append(read(fd, size)[skip:])
@@ -101,15 +112,21 @@ class Tun:
             self.fd = -1
 
 
-def open_fd(ifname: str = DEFAULT_IFNAME, *, vnet_hdr: bool = False) -> int:
+def open_fd(ifname: str = DEFAULT_IFNAME, *, vnet_hdr: bool = False,
+            offload: bool = False) -> int:
     """A non-blocking fd on a new ``IFF_TUN | IFF_NO_PI`` device in the caller's namespace,
-    with ``IFF_VNET_HDR`` when ``vnet_hdr``."""
+    with ``IFF_VNET_HDR`` when ``vnet_hdr``, and checksum offload and TSO when ``offload``
+    (which needs the header)."""
+    if offload and not vnet_hdr:
+        raise netns.HostError("TUN offloads need IFF_VNET_HDR")
     if len(ifname.encode()) >= 16:
         raise netns.HostError(f"interface name {ifname!r} is longer than 15 bytes")
     fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
         fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(ifname.encode(), flags))
+        if offload:
+            fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
     except BaseException:
         os.close(fd)
         raise
@@ -119,22 +136,23 @@ def open_fd(ifname: str = DEFAULT_IFNAME, *, vnet_hdr: bool = False) -> int:
 def create(ns: str, ifname: str = DEFAULT_IFNAME, *, mtu: int,
            ipv4: IPv4Interface | None = None, ipv6: Sequence[IPv6Interface] = (),
            routes: Iterable[Route] = (), carrier: bool = False,
-           vnet_hdr: bool = False) -> Tun:
+           vnet_hdr: bool = False, offload: bool = False) -> Tun:
     """Create, address and bring up ``ifname`` in namespace ``ns``; the daemon keeps the fd.
 
-    ``vnet_hdr`` opens it with ``IFF_VNET_HDR`` (the driver may then write GSO packets).
+    ``vnet_hdr`` opens it with ``IFF_VNET_HDR`` (the driver may then write GSO packets),
+    ``offload`` also with checksum offload and TSO towards the driver.
     ``ipv4`` gets its prefix route from the kernel; ``ipv6`` addresses (a link-local one given
     by the caller) are added without DAD; ``routes`` are added on top, plus 224.0.0.0/4.
     """
     with netns.entered(ns):
-        fd = open_fd(ifname, vnet_hdr=vnet_hdr)
+        fd = open_fd(ifname, vnet_hdr=vnet_hdr, offload=offload)
         try:
             ipr = IPRoute()
         except BaseException:
             os.close(fd)
             raise
     tun = Tun(fd=fd, ifname=ifname, netns=ns, ifindex=0, mtu=mtu,
-              vnet_hdr=VNET_HDR_SIZE if vnet_hdr else 0)
+              vnet_hdr=VNET_HDR_SIZE if vnet_hdr else 0, offload=offload)
     try:
         (tun.ifindex,) = ipr.link_lookup(ifname=ifname)
         _configure(ipr, tun, ipv4, ipv6, routes, carrier)

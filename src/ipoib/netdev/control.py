@@ -182,7 +182,7 @@ class DeviceControl:
         self._now = 0.0
         self._hops = self.addressing.hops
         self._neigh_entries = self.neighs.entries
-        self._post = self._post_closed
+        self._post = self._post_offloaded = self._post_closed
         self._post_list = self._post_list_closed
 
     # --- bring-up ------------------------------------------------------------------------------
@@ -284,12 +284,13 @@ class DeviceControl:
             qp.post_recv(wr)
         self._post = qp.post_send_sg
         self._post_list = qp.post_send_sg_list
+        self._post_offloaded = qp.post_send_offload
 
     def _qp_stop(self) -> None:
         """To RESET: nothing posted is in flight any more, so every AH may go."""
         if self.qp is not None and self.qp.state != QPState.RESET:
             self.qp.modify(QPAttr(qp_state=QPState.RESET))
-        self._post = self._post_closed
+        self._post = self._post_offloaded = self._post_closed
         self._post_list = self._post_list_closed
         self.reaper.tx_done = self._seq
 

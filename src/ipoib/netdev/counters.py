@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-__all__ = ["DROP_REASONS", "ERROR_REASONS", "ETHTOOL_STATS", "Counters"]
+__all__ = ["DROP_REASONS", "ERROR_REASONS", "ETHTOOL_STATS", "OFFLOAD_STATS", "Counters"]
 
 ETHTOOL_STATS: tuple[str, ...] = (
     "rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "tx_errors", "rx_dropped",
@@ -66,6 +66,11 @@ DROP_REASONS: frozenset[str] = frozenset({
     "mad_unknown_tid", "mad_malformed", "mad_unexpected", "mad_queue_full",
 })
 """Every drop reason; see the module docstring for what each means."""
+
+OFFLOAD_STATS: tuple[str, ...] = ("tx_tso_packets", "tx_csum_offload", "tx_offload_software")
+"""Transmit offload events, listed after the eight as a driver's own statistics (mlx5 has
+``tx_tso_packets`` too): super-packets the HCA segmented, packets it checksummed, and
+packets the driver segmented or checksummed itself (no ready neighbour, a path too small)."""
 
 ERROR_REASONS: frozenset[str] = frozenset({"tx_too_long", "tx_post_failed"})
 """Drops that Linux also counts in ``tx_errors``."""
@@ -133,9 +138,14 @@ class Counters:
         """The eight ``ethtool -S`` statistics, in Linux's order."""
         return {name: int(getattr(self, name)) for name in ETHTOOL_STATS}
 
+    def offload(self) -> dict[str, int]:
+        """The transmit offload statistics (:data:`OFFLOAD_STATS`)."""
+        return {name: self.events[name] for name in OFFLOAD_STATS}
+
     def format_ethtool(self) -> str:
-        """``ethtool -S ibX`` text: the eight statistics, then the non-zero drop reasons."""
+        """``ethtool -S ibX`` text: the eight statistics, the offload ones, then the
+        non-zero drop reasons."""
         lines = ["NIC statistics:"]
-        lines += [f"     {k}: {v}" for k, v in self.ethtool().items()]
+        lines += [f"     {k}: {v}" for k, v in (self.ethtool() | self.offload()).items()]
         lines += [f"     drop_{k}: {v}" for k, v in sorted(self.drops.items()) if v]
         return "\n".join(lines) + "\n"

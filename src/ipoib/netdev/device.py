@@ -33,7 +33,8 @@ from ..fabric.hca import VerbsError
 from ..wire.gid import gid_to_str
 from ..wire.ip import IpProto
 from ..wire.ipoib import ENCAP_IPV4, ENCAP_IPV6, EtherType
-from .actions import Frame
+from ..wire.offload import OffloadError, insert_checksum, segment_tcp
+from .actions import Ah, Frame
 from .control import HDR, SIGNALED, DeviceConfig, DeviceControl, Tx
 from .counters import Counters
 from .mcast import McastView
@@ -44,6 +45,8 @@ from .resolve import Resolver, RouteView
 __all__ = ["DeviceConfig", "IpoibDevice"]
 
 _GRH_FLAG = int(hca.WCFlags.GRH)
+_IP_CSUM = int(hca.SendFlags.IP_CSUM)
+_SEND = hca.WROpcode.SEND
 _FLUSH_ERR = int(hca.WCStatus.WR_FLUSH_ERR)
 _ICMPV6 = int(IpProto.ICMPV6)
 _IPV4, _IPV6, _ARP = int(EtherType.IPV4), int(EtherType.IPV6), int(EtherType.ARP)
@@ -159,6 +162,80 @@ class IpoibDevice(DeviceControl):
             return
         c.tx_packets += n
         c.tx_bytes += sum(map(len, run)) + 4 * n
+
+    @property
+    def tx_offload(self) -> bool:
+        """Whether the HCA takes checksum offload and LSO on UD, so the host may hand the
+        device TCP super-packets and packets with their checksum left to it (Linux's IPoIB
+        sets ``NETIF_F_IP_CSUM`` and ``NETIF_F_TSO`` from the same two capabilities)."""
+        attr = self.ctx.query_device()
+        return bool(attr.device_cap_flags & hca.DeviceCapFlags.UD_IP_CSUM) and attr.max_tso > 0
+
+    def transmit_offload(self, packet: bytes, mss: int, now: float) -> None:
+        """Send an IP packet whose TCP/UDP checksum the host left to the device (its stack's
+        CHECKSUM_PARTIAL), or, with ``mss``, a TCP super-packet to be cut into segments of
+        ``mss`` payload bytes (GSO). To a ready neighbour it is posted with the HCA's
+        offloads (``TSO``, ``IP_CSUM``) and counted once, as Linux counts an skb; on every
+        other path the device segments and checksums it itself first (what the stack does
+        for a device without the offloads) and each result goes as :meth:`transmit`."""
+        if not self._carrier:
+            self.stats.drop("tx_no_carrier")
+            return
+        v = packet[0] >> 4 if packet else 0
+        if v == 4:
+            hop = self._hops.get(packet[16:20])
+        elif v == 6:
+            hop = self._hops.get(packet[24:40])
+            if hop is not None and packet[6] == _ICMPV6:
+                hop = None  # never partial, but the slow path sees the host's ND
+        else:
+            hop = None
+        e = self._neigh_entries.get(hop) if hop is not None else None
+        if e is not None and e.ready:
+            e.used = now
+            wr, maxlen, ah = e.tx or self._neigh_tx(e)
+            if self._offload_fits(packet, mss, maxlen):
+                self._post_offload(wr, ah, ENCAP_IPV4 if v == 4 else ENCAP_IPV6, packet, mss)
+                return
+        try:
+            done = segment_tcp(packet, mss) if mss else [insert_checksum(packet)]
+        except OffloadError:
+            self.stats.drop("tx_malformed")
+            return
+        self.stats.event("tx_offload_software")
+        for p in done:
+            self.transmit(p, now)
+
+    @staticmethod
+    def _offload_fits(packet: bytes, mss: int, maxlen: int) -> bool:
+        """Whether every packet the HCA makes of ``packet`` fits the neighbour's path."""
+        if not mss:
+            return len(packet) <= maxlen
+        t = (packet[0] & 15) * 4 if packet[0] >> 4 == 4 else 40
+        return len(packet) > t + 12 and t + (packet[t + 12] >> 4) * 4 + mss <= maxlen
+
+    def _post_offload(self, wr: hca.SendWR, ah: Ah, hdr: bytes, packet: bytes,
+                      mss: int) -> None:
+        """Post through a neighbour's prebuilt send with the offloads switched on for it."""
+        seq = self._seq
+        self._seq = seq + 1
+        wr.wr_id = ah.last_send = seq
+        flags = wr.send_flags = SIGNALED if not seq & self._sig_mask else 0
+        if mss:
+            wr.opcode, wr.mss = hca.WROpcode.TSO, mss
+        else:
+            wr.send_flags = flags | _IP_CSUM
+        try:
+            self._post_offloaded(wr, hdr, packet)
+        except VerbsError:
+            self.stats.drop("tx_post_failed")
+            return
+        finally:
+            wr.opcode, wr.mss, wr.send_flags = _SEND, 0, flags
+        c = self.stats
+        c.tx_packets += 1
+        c.tx_bytes += len(packet) + 4
+        c.event("tx_tso_packets" if mss else "tx_csum_offload")
 
     def _route(self, packet: bytes, now: float, from_host: bool) -> None:
         """The slow path of a packet: checks, host ND/IGMP/MLD, multicast, routing."""
@@ -385,8 +462,9 @@ class IpoibDevice(DeviceControl):
         return self.addressing.views()
 
     def counters(self) -> dict[str, int]:
-        """``ethtool -S`` statistics, then ``drop_<reason>`` for every non-zero reason."""
-        out = self.stats.ethtool()
+        """``ethtool -S`` statistics and the offload ones, then ``drop_<reason>`` for every
+        non-zero reason."""
+        out = self.stats.ethtool() | self.stats.offload()
         out.update({f"drop_{k}": v for k, v in sorted(self.stats.drops.items()) if v})
         return out
 
