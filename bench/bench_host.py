@@ -65,13 +65,14 @@ def _ipoib(env: dict[str, str], *args: str, timeout: float = 60) -> str:
 
 
 @contextmanager
-def ipoib_running(hcas: int = DEMO_HCAS, *, gro: bool = True) -> Iterator[Pair]:
+def ipoib_running(hcas: int = DEMO_HCAS, *, gro: bool = True,
+                  tso: bool = True) -> Iterator[Pair]:
     """``ipoib up --detach`` on ``fat_tree(hcas)`` with a private run directory and namespace
     prefix; yields the cross-leaf pair and the daemon's pid; ``ipoib down`` afterwards.
-    ``gro=False`` runs it with ``--no-gro``."""
+    ``gro=False`` runs it with ``--no-gro``, ``tso=False`` with ``--no-tso``."""
     tmp = Path(tempfile.mkdtemp(prefix="ipoib-bench-"))
     run_dir = tmp / "run"
-    prefix = f"ipoib-b{os.getpid()}{'' if gro else 'n'}-"
+    prefix = f"ipoib-b{os.getpid()}{'' if gro else 'n'}{'' if tso else 't'}-"
     env = {**os.environ, RUN_DIR_ENV: str(run_dir), PREFIX_ENV: prefix}
     topo = fat_tree(hcas)
     net = tmp / "fabric.net"
@@ -79,7 +80,8 @@ def ipoib_running(hcas: int = DEMO_HCAS, *, gro: bool = True) -> Iterator[Pair]:
     client, server = cross_leaf_pair(topo)
     try:
         _ipoib(env, "up", str(net), "--detach", "--wait", str(UP_TIMEOUT),
-               *(() if gro else ("--no-gro",)), timeout=UP_TIMEOUT + 30)
+               *(() if gro else ("--no-gro",)), *(() if tso else ("--no-tso",)),
+               timeout=UP_TIMEOUT + 30)
         hosts = {h["host"]: h for h in json.loads(_ipoib(env, "show", "hosts", "--json"))}
         state = RunDir(run_dir).load()
         if state is None:
@@ -120,17 +122,19 @@ def run() -> list[Result]:
     rounds = _rounds()
     relay: Figures | None = None
     ib: Figures | None = None
-    plain = 0.0
+    plain = no_tso = 0.0
     with ExitStack() as stack:
         rpair = stack.enter_context(relay_running())
         ipair = stack.enter_context(ipoib_running(DEMO_HCAS))
         npair = stack.enter_context(ipoib_running(DEMO_HCAS, gro=False))
-        for pair in (ipair, npair):
+        tpair = stack.enter_context(ipoib_running(DEMO_HCAS, tso=False))
+        for pair in (ipair, npair, tpair):
             ping(pair, 5)  # resolution (ARP, PathRecord, AH) happens here, not in the figures
         for _ in range(rounds):
             relay = _best(relay, measure(rpair))
             ib = _best(ib, measure(ipair))
             plain = max(plain, iperf_tcp(npair))
+            no_tso = max(no_tso, iperf_tcp(tpair))
         rss_relay = peak_rss_mb(rpair.pid)
         rss8 = peak_rss_mb(ipair.pid)
     assert relay is not None and ib is not None
@@ -151,6 +155,8 @@ def run() -> list[Result]:
                "hca-1 -> hca-8 across leaf, spine, leaf; goal >= 0.90x"),
         Result(f"{IPOIB} {tcp}, GRO off", plain, "Mbit/s", RELAY, relay.tcp_mbit_s,
                "the same with ipoib up --no-gro: every segment written on its own"),
+        Result(f"{IPOIB} {tcp}, TSO off", no_tso, "Mbit/s", RELAY, relay.tcp_mbit_s,
+               "the same with ipoib up --no-tso: every segment read on its own"),
         Result(f"{RELAY} ping RTT avg", relay.rtt_avg_ms * 1000, "us", RELAY,
                relay.rtt_avg_ms * 1000, pings),
         Result(f"{IPOIB} ping RTT avg", ib.rtt_avg_ms * 1000, "us", RELAY,
