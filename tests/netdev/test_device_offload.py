@@ -66,11 +66,15 @@ def test_a_partial_checksum_is_filled_in() -> None:
     net.run_until("hca-2", 1)
     ack = _tcp(v4(1), v4(2), b"")
     assert not l4_ok(ack)
-    a.transmit_offload(ack, 0, net.clock.now)
+    a.transmit_offload(ack, 0, net.clock.now, 20, 16)
     net.clock.settle()
     (got,) = net.received("hca-2")
     assert l4_ok(got) and got[:36] == ack[:36]
     assert a.counters()["tx_csum_offload"] == 1
+    a.transmit_offload(ack, 0, net.clock.now, 4, 2)  # not where the HCA looks: the driver's
+    net.clock.settle()
+    (got,) = net.received("hca-2")
+    assert got[:4] + got[8:] == ack[:4] + ack[8:] and a.counters()["tx_offload_software"] == 1
 
 
 def test_a_malformed_super_packet_is_a_counted_drop() -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ipoib.wire.ip import internet_checksum, pseudo_header
 from ipoib.wire.offload import (
     OffloadError,
+    complete_partial,
     insert_checksum,
     ones_sum,
     segment_sums,
@@ -109,10 +110,29 @@ def test_insert_checksum_tcp_and_udp(v6: bool) -> None:
     assert l4_ok(done) and done[t + 6:t + 8] != b"\0\0"
 
 
-def test_insert_checksum_leaves_other_protocols_alone() -> None:
+def test_insert_checksum_refuses_what_is_not_tcp_or_udp() -> None:
     icmp = bytearray(tcp_packet(b"x"))
     icmp[9] = 1
-    assert insert_checksum(bytes(icmp)) == bytes(icmp)
+    with pytest.raises(OffloadError) as e:
+        insert_checksum(bytes(icmp))
+    assert e.value.field == "protocol"
+
+
+def test_complete_partial_behind_an_ipv6_extension_header() -> None:
+    """The generic completion (csum_start, csum_offset) where the HCA's parse stops: TCP
+    behind a hop-by-hop header, its checksum field holding the pseudo-header sum."""
+    body = b"behind an extension header"
+    tcp = bytearray(struct.pack(">HHIIBBHHH", 1, 2, 3, 4, 5 << 4, ACK, 9, 0, 0) + body)
+    pseudo = pseudo_header(SRC6, DST6, 6, len(tcp))
+    tcp[16:18] = ones_sum(pseudo).to_bytes(2, "big")  # what the stack leaves (CHECKSUM_PARTIAL)
+    hbh = bytes([6, 0, 1, 4, 0, 0, 0, 0])  # next header TCP, PadN
+    packet = struct.pack(">IHBB", 0x6000_0000, 8 + len(tcp), 0, 64) + SRC6 + DST6 + hbh + tcp
+    with pytest.raises(OffloadError):
+        insert_checksum(packet)  # the HCA's parse finds a hop-by-hop header, not TCP
+    done = complete_partial(packet, 48, 16)
+    assert internet_checksum(pseudo + done[48:]) == 0 and done[:64] == packet[:64]
+    with pytest.raises(OffloadError):
+        complete_partial(packet, 48, len(packet))
 
 
 def test_a_payload_that_fits_is_one_segment_checksummed() -> None:
@@ -144,9 +164,11 @@ def test_mss_must_be_positive() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=120), st.integers(1, 64))
 def test_arbitrary_bytes_never_crash(data: bytes, mss: int) -> None:
-    for fn in (lambda: segment_tcp(data, mss), lambda: insert_checksum(data)):
+    for fn in (lambda: segment_tcp(data, mss), lambda: insert_checksum(data),
+               lambda: complete_partial(data, mss % 50, mss % 20)):
         try:
             out = fn()
         except OffloadError:
             continue
         assert isinstance(out, (bytes, list))
+        assert out if isinstance(out, list) else len(out) == len(data) or data[0] >> 4 in (4, 6)

@@ -22,7 +22,8 @@ A TUN opened with a ``virtio_net_hdr`` (:mod:`.tun`) has it stripped from what i
 and what is written goes through receive coalescing (:class:`~ipoib.netdev.gro.Gro`) or,
 with GRO off, gets a plain header. On a TUN with offloads on, a read whose header asks for
 work (a GSO super-packet, a checksum left partial) goes to the endpoint's
-``transmit_offload(packet, mss, now)`` on its own, in order with the plain ones around it.
+``transmit_offload(packet, mss, now, csum_start, csum_offset)`` on its own, in order with the
+plain ones around it.
 
 Other sources of work (the ibsim server's socket, a control command) register their own
 ``loop.add_reader`` or run as handlers, and call :meth:`Runtime.kick` to get a pump.
@@ -80,7 +81,8 @@ RUNTIME_DROPS = ("tun_read_error", "tun_write_error")
 
 
 BatchTransmit = Callable[[list[bytes], float], None]
-OffloadTransmit = Callable[[bytes, int, float], None]
+OffloadTransmit = Callable[..., None]
+"""``transmit_offload(packet, mss, now[, csum_start, csum_offset])``."""
 
 
 @dataclass(slots=True)
@@ -235,7 +237,7 @@ class Runtime:
                     if packets:
                         batch(packets, now)
                         packets = []
-                    offload(raw[skip:], 0, now)
+                    offload(raw[skip:], 0, now, raw[6] | raw[7] << 8, raw[8] | raw[9] << 8)
                 else:
                     packets.append(raw[skip:])
         except BlockingIOError:

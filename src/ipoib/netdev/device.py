@@ -33,7 +33,7 @@ from ..fabric.hca import VerbsError
 from ..wire.gid import gid_to_str
 from ..wire.ip import IpProto
 from ..wire.ipoib import ENCAP_IPV4, ENCAP_IPV6, EtherType
-from ..wire.offload import OffloadError, insert_checksum, segment_tcp
+from ..wire.offload import OffloadError, complete_partial, insert_checksum, segment_tcp
 from .actions import Ah, Frame
 from .control import HDR, SIGNALED, DeviceConfig, DeviceControl, Tx
 from .counters import Counters
@@ -50,6 +50,11 @@ _SEND = hca.WROpcode.SEND
 _FLUSH_ERR = int(hca.WCStatus.WR_FLUSH_ERR)
 _ICMPV6 = int(IpProto.ICMPV6)
 _IPV4, _IPV6, _ARP = int(EtherType.IPV4), int(EtherType.IPV6), int(EtherType.ARP)
+
+
+def _l4_start(packet: bytes) -> int:
+    """Where the transport header starts if none but the IP header comes before it."""
+    return (packet[0] & 15) * 4 if packet[0] >> 4 == 4 else 40
 
 
 class IpoibDevice(DeviceControl):
@@ -171,13 +176,17 @@ class IpoibDevice(DeviceControl):
         attr = self.ctx.query_device()
         return bool(attr.device_cap_flags & hca.DeviceCapFlags.UD_IP_CSUM) and attr.max_tso > 0
 
-    def transmit_offload(self, packet: bytes, mss: int, now: float) -> None:
+    def transmit_offload(self, packet: bytes, mss: int, now: float, csum_start: int = 0,
+                         csum_offset: int = 0) -> None:
         """Send an IP packet whose TCP/UDP checksum the host left to the device (its stack's
         CHECKSUM_PARTIAL), or, with ``mss``, a TCP super-packet to be cut into segments of
         ``mss`` payload bytes (GSO). To a ready neighbour it is posted with the HCA's
         offloads (``TSO``, ``IP_CSUM``) and counted once, as Linux counts an skb; on every
         other path the device segments and checksums it itself first (what the stack does
-        for a device without the offloads) and each result goes as :meth:`transmit`."""
+        for a device without the offloads) and each result goes as :meth:`transmit`.
+        ``csum_start`` and ``csum_offset`` say where the partial checksum is (from the
+        ``virtio_net_hdr``): where it is not right after the IP header, the HCA could not find
+        it, and the driver completes it itself."""
         if not self._carrier:
             self.stats.drop("tx_no_carrier")
             return
@@ -194,11 +203,16 @@ class IpoibDevice(DeviceControl):
         if e is not None and e.ready:
             e.used = now
             wr, maxlen, ah = e.tx or self._neigh_tx(e)
-            if self._offload_fits(packet, mss, maxlen):
+            if self._offload_fits(packet, mss, maxlen, csum_start):
                 self._post_offload(wr, ah, ENCAP_IPV4 if v == 4 else ENCAP_IPV6, packet, mss)
                 return
         try:
-            done = segment_tcp(packet, mss) if mss else [insert_checksum(packet)]
+            if mss:
+                done = segment_tcp(packet, mss)
+            elif csum_start == _l4_start(packet):
+                done = [insert_checksum(packet)]
+            else:
+                done = [complete_partial(packet, csum_start, csum_offset)]
         except OffloadError:
             self.stats.drop("tx_malformed")
             return
@@ -207,11 +221,12 @@ class IpoibDevice(DeviceControl):
             self.transmit(p, now)
 
     @staticmethod
-    def _offload_fits(packet: bytes, mss: int, maxlen: int) -> bool:
-        """Whether every packet the HCA makes of ``packet`` fits the neighbour's path."""
+    def _offload_fits(packet: bytes, mss: int, maxlen: int, csum_start: int) -> bool:
+        """Whether the HCA can take ``packet``: every packet it makes fits the neighbour's
+        path, and a lone partial checksum is where the HCA looks for it."""
+        t = _l4_start(packet)
         if not mss:
-            return len(packet) <= maxlen
-        t = (packet[0] & 15) * 4 if packet[0] >> 4 == 4 else 40
+            return len(packet) <= maxlen and csum_start == t
         return len(packet) > t + 12 and t + (packet[t + 12] >> 4) * 4 + mss <= maxlen
 
     def _post_offload(self, wr: hca.SendWR, ah: Ah, hdr: bytes, packet: bytes,

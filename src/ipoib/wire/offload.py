@@ -102,15 +102,15 @@ def _l4(packet: Buffer) -> tuple[int, int, int, int]:
 
 def insert_checksum(packet: Buffer) -> bytes:
     """``packet`` with its TCP or UDP checksum computed over the whole segment (what an HCA
-    does for ``IBV_SEND_IP_CSUM``; the IPv4 header checksum is the stack's already).
-    Any other protocol comes back unchanged."""
+    does for ``IBV_SEND_IP_CSUM``; the IPv4 header checksum is the stack's already)."""
     t, proto, total, pseudo = _l4(packet)
     if proto == _TCP:
         at = t + 16
     elif proto == _UDP:
         at = t + 6
     else:
-        return bytes(packet)
+        raise OffloadError("IP", "protocol", 9 if t == 20 else 6,
+                           f"{proto} is not TCP or UDP right after the IP header")
     if total < at + 2:
         raise OffloadError("TCP" if proto == _TCP else "UDP", "length", t, "header cut short")
     old = packet[at] << 8 | packet[at + 1]
@@ -120,6 +120,19 @@ def insert_checksum(packet: Buffer) -> bytes:
     if proto == _UDP and c == 0:
         c = 0xFFFF
     return b"".join((packet[:at], _U16.pack(c), packet[at + 2:total]))
+
+
+def complete_partial(packet: Buffer, start: int, offset: int) -> bytes:
+    """``packet`` with a partial checksum completed the generic way (virtio's ``csum_start``
+    and ``csum_offset``, Linux's ``skb_checksum_help``): the field at ``start + offset``
+    holds the pseudo-header sum; the sum from ``start`` to the end, complemented, goes there.
+    For what the HCA cannot parse (an IPv6 extension header before the TCP or UDP one)."""
+    at = start + offset
+    if not (0 <= start < at and at + 2 <= len(packet)):
+        raise OffloadError("virtio_net_hdr", "csum_start", 6,
+                           f"checksum at {start}+{offset} in {len(packet)} bytes")
+    c = ~_fold(ones_sum(packet[start:])) & 0xFFFF
+    return b"".join((packet[:at], _U16.pack(c), packet[at + 2:]))
 
 
 def segment_tcp(packet: Buffer, mss: int) -> list[bytes]:
