@@ -122,7 +122,7 @@ def test_up_detached_exec_show_down(fabric: Path, prefix: str, run_dir: RunDir) 
 
 
 def test_foreground_up_with_picked_hosts_stops_on_sigterm(fabric: Path, prefix: str) -> None:
-    p = subprocess.Popen([*IPOIB, "up", str(fabric), "--hosts", "hca-1,hca-4"],
+    p = subprocess.Popen([*IPOIB, "up", str(fabric), "--hosts", "hca-1,hca-4", "--no-tso"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert p.stdout is not None
@@ -137,6 +137,19 @@ def test_foreground_up_with_picked_hosts_stops_on_sigterm(fabric: Path, prefix: 
                                                 ("hca-4", "10.10.0.4/16")]
         r = ipoib("exec", "hca-4", "--", "ping", "-c", "1", "-W", "2", "10.10.0.1")
         assert r.returncode == 0, r.stdout + r.stderr
+        # --no-tso: TCP leaves hca-4's stack as MTU-sized segments, none for the HCA to cut
+        server = subprocess.Popen([*IPOIB, "exec", "hca-1", "--", "iperf3", "-s", "-1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(20):
+                time.sleep(0.2)
+                if ipoib("exec", "hca-4", "--", "iperf3", "-c", "10.10.0.1",
+                         "-n", "300K").returncode == 0:
+                    break
+        finally:
+            server.wait(timeout=10)
+        c = json.loads(ipoib("show", "counters", "hca-4", "--json").stdout)["hca-4"]
+        assert c["tx_packets"] > 150 and c["tx_tso_packets"] == 0, c
         one_line_error(ipoib("up", str(fabric), "--detach"), "already running")
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=20)
