@@ -73,17 +73,11 @@ class IpoibDevice(DeviceControl):
             self.stats.drop("tx_no_carrier")
             return
         v = packet[0] >> 4 if packet else 0
-        if v == 4:
-            hop = self._hops.get(packet[16:20])
-            hdr = ENCAP_IPV4
-        elif v == 6:
-            hop = self._hops.get(packet[24:40])
-            hdr = ENCAP_IPV6
-            if hop is not None and packet[6] == _ICMPV6 and Resolver.is_nd(packet):
-                hop = None  # the host's ND gets our link-layer option on the slow path
-        else:
+        if v != 4 and v != 6:
             self.stats.drop("tx_bad_ethertype")
             return
+        hop = self._fast_hop(packet)
+        hdr = ENCAP_IPV4 if v == 4 else ENCAP_IPV6
         if hop is None:
             self._route(packet, now, True)
             return
@@ -112,6 +106,19 @@ class IpoibDevice(DeviceControl):
         c = self.stats
         c.tx_packets += 1
         c.tx_bytes += n + 4
+
+    def _fast_hop(self, packet: bytes) -> bytes | None:
+        """The route cache's next hop for an IP packet that may take the fast path: any
+        IPv4 or IPv6 but the host's ND, which gets our link-layer option on the slow path."""
+        v = packet[0] >> 4 if packet else 0
+        if v == 4:
+            return self._hops.get(packet[16:20])
+        if v != 6:
+            return None
+        hop = self._hops.get(packet[24:40])
+        if hop is not None and packet[6] == _ICMPV6 and Resolver.is_nd(packet):
+            return None
+        return hop
 
     def transmit_batch(self, packets: Sequence[bytes], now: float) -> None:
         """Send IP packets from the host in order, as :meth:`transmit` does one by one; a
@@ -191,14 +198,7 @@ class IpoibDevice(DeviceControl):
             self.stats.drop("tx_no_carrier")
             return
         v = packet[0] >> 4 if packet else 0
-        if v == 4:
-            hop = self._hops.get(packet[16:20])
-        elif v == 6:
-            hop = self._hops.get(packet[24:40])
-            if hop is not None and packet[6] == _ICMPV6:
-                hop = None  # never partial, but the slow path sees the host's ND
-        else:
-            hop = None
+        hop = self._fast_hop(packet)
         e = self._neigh_entries.get(hop) if hop is not None else None
         if e is not None and e.ready:
             e.used = now
