@@ -9,12 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipoib.wire.ip import internet_checksum, pseudo_header
+from ipoib.wire.ip import internet_checksum, ones_sum, pseudo_header
 from ipoib.wire.offload import (
     OffloadError,
     complete_partial,
     insert_checksum,
-    ones_sum,
     segment_sums,
     segment_tcp,
 )

@@ -240,21 +240,24 @@ class MldV2Record(Record):
 # --------------------------------------------------------------------------- checksums
 
 
-def internet_checksum(data: Buffer) -> int:
-    """The RFC 1071 checksum of ``data`` (odd length is padded with a zero byte).
+def ones_sum(data: Buffer) -> int:
+    """The ones'-complement sum of ``data`` as big-endian 16-bit words (odd length padded
+    with a zero byte), folded to 16 bits, not complemented.
 
     Summing 16-bit words modulo 0xFFFF equals taking the whole buffer, read as one big
     integer, modulo 0xFFFF (2**16 is 1 mod 0xFFFF), which is much faster in Python. A non-zero
     buffer whose sum is a multiple of 0xFFFF has ones'-complement sum 0xFFFF, not 0.
     """
-    b = bytes(data)
-    if len(b) & 1:
-        b += b"\0"
-    n = int.from_bytes(b, "big")
+    n = int.from_bytes(data, "big")
+    if len(data) & 1:
+        n <<= 8
     s = n % 0xFFFF
-    if s == 0 and n:
-        s = 0xFFFF
-    return ~s & 0xFFFF
+    return 0xFFFF if s == 0 and n else s
+
+
+def internet_checksum(data: Buffer) -> int:
+    """The RFC 1071 checksum of ``data``: its :func:`ones_sum`, complemented."""
+    return ~ones_sum(data) & 0xFFFF
 
 
 def _a4(addr: AddrLike, field: str = "address") -> bytes:

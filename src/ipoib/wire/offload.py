@@ -22,16 +22,12 @@ reads it saves.
 from __future__ import annotations
 
 import struct
-from typing import Final
 
 import numpy as np
 
 from .errors import DecodeError
-from .ip import IpProto
+from .ip import IpProto, ones_sum
 from .layout import Buffer
-
-MAX_OFFLOAD_BYTES: Final = 0xFFFF
-"""The largest IP packet a super-packet may be (the IPv4 total length field)."""
 
 _TCP, _UDP = int(IpProto.TCP), int(IpProto.UDP)
 _FIN, _PSH, _CWR = 0x01, 0x08, 0x80
@@ -42,16 +38,6 @@ _add = np.add.reduce
 
 class OffloadError(DecodeError):
     """A packet the offload engine cannot take (not TCP/UDP over IPv4/IPv6, bad lengths)."""
-
-
-def ones_sum(data: Buffer) -> int:
-    """The ones'-complement sum of ``data`` as big-endian 16-bit words (odd length padded),
-    folded to 16 bits but not complemented: 0 only for all-zero data."""
-    n = int.from_bytes(data, "big")
-    if len(data) & 1:
-        n <<= 8
-    s = n % 0xFFFF
-    return 0xFFFF if s == 0 and n else s
 
 
 def _fold(s: int) -> int:
