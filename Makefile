@@ -21,4 +21,5 @@ bench: install
 	@$(PY) -m bench
 
 clean:
-	rm -rf .venv build src/*.egg-info .pytest_cache
+	rm -rf .venv build src/*.egg-info .pytest_cache src/ipoib/_compiled.stamp
+	find src -name '*.so' -delete

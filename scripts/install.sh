@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what ipoib needs on a Debian machine, idempotently and quietly:
-# the Debian packages of the real peers, a virtualenv in .venv, and the package itself.
+# the Debian packages of the real peers, a virtualenv in .venv, the package itself, and its
+# hot modules compiled with mypyc (src/ipoib/_compiled.py; IPOIB_COMPILE=0 skips that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(python3 python3-venv tshark opensm ibsim-utils infiniband-diags iperf3 iproute2 iputils-ping curl graphviz)
+DEB_PACKAGES=(python3 python3-venv tshark opensm ibsim-utils infiniband-diags iperf3 iproute2 iputils-ping curl graphviz
+              gcc python3-dev)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
@@ -31,7 +33,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.ipoib-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
     echo "install: pip install -e .[test]"
     log=$(mktemp)
     if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' >"$log" 2>&1; then
@@ -41,4 +43,18 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     fi
     rm -f "$log"
     touch "$stamp"
+fi
+
+# Rebuilt whenever a compiled module's source changed since the last build (the digest in
+# src/ipoib/_compiled.stamp); until then ipoib runs those modules as pure Python.
+current='import runpy, sys; sys.exit(not runpy.run_path("src/ipoib/_compiled.py")["current"]())'
+if [ "${IPOIB_COMPILE:-1}" != 0 ] && ! .venv/bin/python -c "$current"; then
+    echo "install: compiling the hot modules with mypyc (about a minute)"
+    log=$(mktemp)
+    if ! .venv/bin/python setup.py -q build_ext --inplace >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        exit 1
+    fi
+    rm -f "$log"
 fi

@@ -7,18 +7,17 @@ from __future__ import annotations
 from ipoib.fabric import Fabric
 from ipoib.fabric.topogen import fat_tree
 from ipoib.sm.agent import SmBinding
+from ipoib.sm.manager import SubnetManager
 
 
-def _counting(binding: SmBinding) -> list[int]:
-    asked = [0]
-    real = binding.sm.get_timer
+class _Counting(SubnetManager):
+    """An SM that counts how often its deadline is asked."""
 
-    def get_timer() -> float | None:
-        asked[0] += 1
-        return real()
+    asked = 0
 
-    binding.sm.get_timer = get_timer  # type: ignore[method-assign]
-    return asked
+    def get_timer(self) -> float | None:
+        self.asked += 1
+        return super().get_timer()
 
 
 def _pump_until_quiet(fabric: Fabric, binding: SmBinding, now: float = 0.0) -> float:
@@ -35,23 +34,23 @@ def _pump_until_quiet(fabric: Fabric, binding: SmBinding, now: float = 0.0) -> f
 
 def test_the_deadline_is_asked_again_only_after_the_sm_did_something() -> None:
     fabric = Fabric(fat_tree(4))
-    binding = SmBinding(fabric, fabric.topology.nodes[0].name)
-    asked = _counting(binding)
+    sm = _Counting()
+    binding = SmBinding(fabric, fabric.topology.nodes[0].name, sm=sm)
     binding.start(0.0)
     now = _pump_until_quiet(fabric, binding)
     assert binding.sm.subnet_up and binding.received > 0
     deadline = binding.get_timer()
     assert deadline is not None and deadline > now  # the light sweep
-    before = asked[0]
+    before = sm.asked
     for t in (now + 0.1, now + 0.2, now + 0.3):  # turns that moved only data
         fabric.process(t)
         binding.process(t)
         assert binding.get_timer() == deadline
-    assert asked[0] == before
+    assert sm.asked == before
     binding.process(deadline)  # due: the SM acts; its new deadline is asked at the next look
-    assert asked[0] == before  # process() looked at the remembered deadline
+    assert sm.asked == before  # process() looked at the remembered deadline
     after = binding.get_timer()
-    assert asked[0] == before + 1 and after is not None and after > deadline
+    assert sm.asked == before + 1 and after is not None and after > deadline
 
 
 def test_a_mad_makes_the_deadline_fresh() -> None:

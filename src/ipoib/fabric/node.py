@@ -28,6 +28,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..wire.enums import NodeType, PhysState, PortState
+from .lft import Lft
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -309,7 +310,7 @@ class Node:
     def __init__(
         self, fabric: FabricHooks, *, name: str, guid: int, sys_guid: int, nports: int,
         port_guids: list[int], desc: str = "", vendor_id: int = 0, device_id: int = 0,
-        revision: int = 0xA1,
+        revision: int = 0xA1, enhanced_port0: bool = False,
     ) -> None:
         self.fabric = fabric
         self.name = name
@@ -332,6 +333,11 @@ class Node:
         self.next_tid = 1
         self.traps: dict[int, Any] = {}
         """TID -> a pending trap, repeated until the SM answers with TrapRepress."""
+        self._setup(enhanced_port0)
+
+    def _setup(self, enhanced_port0: bool) -> None:
+        """The kind's own state, set up last (``enhanced_port0``: a switch's SwitchInfo bit).
+        A hook rather than ``__init__`` overrides, which would forward every keyword."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} guid={self.guid:#x}>"
@@ -368,30 +374,14 @@ class Node:
         """Called after the SM changed a port's LID or LMC."""
 
 
-class Lft(bytearray):
-    """A switch's linear forwarding table: a ``bytearray`` (reads stay C-speed) whose writes
-    tell the fabric that cached routes may be wrong now."""
-
-    __slots__ = ("fabric",)
-
-    def __init__(self, fabric: FabricHooks, size: int) -> None:
-        super().__init__(b"\xff" * size)
-        self.fabric = fabric
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
-        self.fabric.forwarding_changed()
-
-
 class Switch(Node):
     """A switch: port 0 is the management port; forwards by LFT and MFT."""
 
     kind = NodeType.SWITCH
     is_switch = True
 
-    def __init__(self, fabric: FabricHooks, *, enhanced_port0: bool = False,
-                 **kw: Any) -> None:
-        super().__init__(fabric, **kw)
+    def _setup(self, enhanced_port0: bool) -> None:
+        fabric = self.fabric
         self.lft = Lft(fabric, LFT_SIZE)
         self._top = 0
         self.mft = [0] * MCAST_CAP
@@ -461,8 +451,7 @@ class Ca(Node):
 
     kind = NodeType.CA
 
-    def __init__(self, fabric: FabricHooks, **kw: Any) -> None:
-        super().__init__(fabric, **kw)
+    def _setup(self, enhanced_port0: bool) -> None:
         self.qps: dict[int, Any] = {}
         """QPN -> QP (hca.py), QP0 and QP1 excluded."""
         self.mcast: list[dict[int, list[Any]]] = [{} for _ in self.ports]

@@ -46,7 +46,8 @@ _DATA_END = SMP_DATA_OFFSET + SMP_DATA_SIZE
 _DR_CLASS = int(MgmtClass.SUBN_DIRECTED_ROUTE)
 _PATHS = MAD_SIZE - DR_INITIAL_PATH_OFFSET
 _NO_DATA = bytes(SMP_DATA_SIZE)
-_Template = tuple[tuple[bytes, ...], bytes, bytes]
+_PATH_CACHE = 16384
+"""InitialPaths remembered before the cache starts again (a bound, not a tuning)."""
 
 Path = tuple[int, ...]
 """A directed route: the egress port at each hop (InitialPath entries 1..HopCount)."""
@@ -119,16 +120,33 @@ class Fields:
         self._patch(buf, offset, *values)
 
 
+class _Kind:
+    """One ``(method, attribute)`` of SMP: the request's bytes around what varies (HopCount,
+    TID, AttributeModifier, data, InitialPath), cut once from the wire builder's SMP, and
+    how many were sent (:attr:`SmpTransactions.stats`)."""
+
+    __slots__ = ("attr", "between", "heads", "method", "mid", "sent")
+
+    def __init__(self, method: int, attr: int) -> None:
+        b = build_dr_smp(method, attr, 0, 0, b"", initial_path=(0,), hop_count=0)
+        self.method = method
+        self.attr = attr
+        self.heads = tuple(b[:_HC] + bytes((n,)) + b[_HC + 1:_TID]
+                           for n in range(MAX_HOP_COUNT + 1))
+        """The bytes before the TID, by hop count."""
+        self.mid = b[_TID + 8:_AM]
+        self.between = b[_AM + 4:SMP_DATA_OFFSET]
+        self.sent = 0
+
+
 @dataclass(slots=True)
 class _Request:
     key: int
     mad: bytes
-    """The SMP from its TID on; the whole SMP once started (its TID is its key)."""
+    """The whole SMP once started (its TID is its key); before, its bytes after the TID."""
     callback: Callback
     ctx: Any
-    attr: int
-    kind: tuple[int, int]
-    """(method, attribute): the key of :attr:`SmpTransactions.stats`."""
+    kind: _Kind
     head: bytes
     """The SMP's bytes before its TID."""
     tries: int = 0
@@ -152,32 +170,36 @@ class SmpTransactions:
         self.window = max(1, window)
         self.timeout = timeout
         self.retries = retries
-        self.stats: Counter[tuple[int, int]] = Counter()
         self.counters: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self._next = tid_base & 0xFFFF_FFFF or 1
         self._waiting: deque[_Request] = deque()
         self._outstanding: dict[int, _Request] = {}
         self._timeouts: deque[_Request] = deque()
-        self._templates: dict[tuple[int, int], _Template] = {}
+        self._kinds: dict[int, _Kind] = {}
+        self._paths: dict[Path, bytes] = {}
+        """InitialPath bytes (entry 0, the path, zeros) of the routes in use: a sweep sends
+        dozens of SMPs along each."""
         self.now = 0.0
         self.high_water = 0
         """The most SMPs ever outstanding at once (never above ``window``)."""
 
+    @property
+    def stats(self) -> Counter[tuple[int, int]]:
+        """SMPs put on the wire per ``(method, attribute)``, retries included."""
+        return Counter({(k.method, k.attr): k.sent for k in self._kinds.values() if k.sent})
+
     # -- sending ------------------------------------------------------------------------
 
-    def _template(self, method: int, attr: int) -> _Template:
-        """The request's bytes around what varies (HopCount, TID, AttributeModifier, data,
-        InitialPath), cut from the wire builder's SMP: the head by hop count, the middle."""
-        key = (method, attr)
-        t = self._templates.get(key)
-        if t is None:
-            b = build_dr_smp(method, attr, 0, 0, b"", initial_path=(0,), hop_count=0)
-            heads = tuple(b[:_HC] + bytes((n,)) + b[_HC + 1:_TID]
-                          for n in range(MAX_HOP_COUNT + 1))
-            t = (heads, b[_TID + 8:_AM], b[_AM + 4:SMP_DATA_OFFSET])
-            self._templates[key] = t
-        return t
+    def _kind(self, method: int, attr: int) -> _Kind:
+        kind = self._kinds[method << 16 | attr] = _Kind(method, attr)
+        return kind
+
+    def _path(self, path: Path) -> bytes:
+        if len(self._paths) >= _PATH_CACHE:
+            self._paths.clear()
+        b = self._paths[path] = bytes((0, *path)).ljust(_PATHS, b"\0")
+        return b
 
     def request(
         self, method: int, attr: int, attr_mod: int, path: Path, data: bytes | None,
@@ -187,22 +209,32 @@ class SmpTransactions:
         n = len(path)
         if n > MAX_HOP_COUNT:
             raise ValueError(f"a directed route has at most {MAX_HOP_COUNT} hops")
-        if data and len(data) > SMP_DATA_SIZE:
-            raise ValueError(f"SMP data is at most {SMP_DATA_SIZE} bytes")
-        kind = (method, attr)
-        template = self._templates.get(kind)
-        if template is None:
-            template = self._template(method, attr)
-        heads, mid, between = template
-        # everything after the TID in one join (the TID is added when it is started)
-        mad = b"".join((mid, attr_mod.to_bytes(4, "big"), between,
-                        data.ljust(SMP_DATA_SIZE, b"\0") if data else _NO_DATA,
-                        bytes((0, *path)).ljust(_PATHS, b"\0")))
-        req = _Request(0, mad, callback, ctx, attr, kind, heads[n])
-        if self._waiting or len(self._outstanding) >= self.window:
-            self._waiting.append(req)  # sent in turn as answers free the window
-        else:
-            self._start(req)
+        if not data:
+            data = _NO_DATA
+        elif len(data) != SMP_DATA_SIZE:
+            if len(data) > SMP_DATA_SIZE:
+                raise ValueError(f"SMP data is at most {SMP_DATA_SIZE} bytes")
+            data = data.ljust(SMP_DATA_SIZE, b"\0")
+        kind = self._kinds.get(method << 16 | attr) or self._kind(method, attr)
+        paths = self._paths.get(path) or self._path(path)
+        outstanding = self._outstanding
+        if self._waiting or len(outstanding) >= self.window:
+            # sent in turn as answers free the window; the TID is added then
+            self._waiting.append(_Request(
+                0, b"".join((kind.mid, attr_mod.to_bytes(4, "big"), kind.between, data, paths)),
+                callback, ctx, kind, kind.heads[n]))
+            return
+        # started at once (the common case): the whole SMP in one join
+        key = self._next
+        self._next = (key + 1) & 0xFFFF_FFFF or 1
+        mad = b"".join((kind.heads[n], key.to_bytes(8, "big"), kind.mid,
+                        attr_mod.to_bytes(4, "big"), kind.between, data, paths))
+        req = _Request(key, mad, callback, ctx, kind, b"", 1, self.now + self.timeout)
+        outstanding[key] = req
+        self._timeouts.append(req)
+        kind.sent += 1
+        self.out.append(_new_tuple(OutMad, (mad, PERMISSIVE_LID, 0, None, 0)))
+        self.high_water = max(self.high_water, len(outstanding))
 
     def _start(self, req: _Request) -> None:
         key = self._next
@@ -210,12 +242,11 @@ class SmpTransactions:
         req.key = key
         outstanding = self._outstanding
         outstanding[key] = req
-        # the whole SMP, then the first _transmit, inline (every SMP passes here once)
         req.mad = mad = req.head + key.to_bytes(8, "big") + req.mad
         req.tries = 1
         req.deadline = self.now + self.timeout
         self._timeouts.append(req)
-        self.stats[req.kind] += 1
+        req.kind.sent += 1
         self.out.append(_new_tuple(OutMad, (mad, PERMISSIVE_LID, 0, None, 0)))
         self.high_water = max(self.high_water, len(outstanding))
 
@@ -229,7 +260,7 @@ class SmpTransactions:
         req.tries += 1
         req.deadline = self.now + self.timeout
         self._timeouts.append(req)
-        self.stats[req.kind] += 1
+        req.kind.sent += 1
         self.out.append(_new_tuple(OutMad, (req.mad, PERMISSIVE_LID, 0, None, 0)))
 
     # -- receiving ----------------------------------------------------------------------
@@ -242,7 +273,7 @@ class SmpTransactions:
             return False
         key = int.from_bytes(mad[_TID + 4:_TID + 8], "big")
         req = self._outstanding.pop(key, None)
-        if req is None or mad[_ATTR] << 8 | mad[_ATTR + 1] != req.attr:
+        if req is None or mad[_ATTR] << 8 | mad[_ATTR + 1] != req.kind.attr:
             if req is not None:
                 self._outstanding[key] = req
             self.drops["unmatched_response"] += 1
@@ -308,7 +339,7 @@ class SmpTransactions:
     @property
     def sent(self) -> int:
         """SMPs put on the wire, retries included."""
-        return sum(self.stats.values())
+        return sum(k.sent for k in self._kinds.values())
 
 
 def lid_routed_smp(method: int, attr: int, attr_mod: int, tid: int, data: Sequence[int] | bytes
