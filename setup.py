@@ -15,6 +15,13 @@ class BuildAndStamp(build_ext):
     """build_ext, then the stamp that tells ``ipoib._compiled.guard`` these are current."""
 
     def run(self) -> None:
+        if self.inplace:  # shared objects of modules no longer listed would shadow them
+            wanted = {listed["shared_object"](m) for m in listed["MODULES"]}
+            for so in Path("src").rglob("*.so"):
+                if so.resolve() not in wanted and "__mypyc" not in so.name:
+                    so.unlink()
+            for so in Path("src").glob("*__mypyc*.so"):
+                so.unlink()
         super().run()
         if self.extensions:
             base = Path("src") if self.inplace else Path(self.build_lib)

@@ -47,8 +47,18 @@ MODULES: tuple[str, ...] = (
     "ipoib.sm.program",
     "ipoib.sm.routing",
     "ipoib.sm.transactions",
+    "ipoib.netdev.control",
+    "ipoib.netdev.counters",
+    "ipoib.netdev.device",
+    "ipoib.netdev.gro",
+    "ipoib.netdev.neigh",
+    "ipoib.wire.ip",
+    "ipoib.wire.offload",
+    "ipoib.host.runtime",
+    "ipoib.host.tun",
 )
-"""What mypyc compiles: the SM and the fabric's forwarding and management agents."""
+"""What mypyc compiles: the SM, the fabric's forwarding and agents, the driver's data path
+and the runtime that feeds it."""
 
 _ROOT = Path(__file__).resolve().parent.parent
 _SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
@@ -61,7 +71,8 @@ def source(module: str) -> Path:
     return _ROOT.joinpath(*module.split(".")).with_suffix(".py")
 
 
-def _shared_object(module: str) -> Path:
+def shared_object(module: str) -> Path:
+    """Where the compiled ``module`` is (whether or not it is there)."""
     src = source(module)
     return src.with_name(src.stem + _SUFFIX)
 
@@ -77,20 +88,20 @@ def digest() -> str:
 def current() -> bool:
     """True when every listed module is compiled from today's sources."""
     stamp = Path(__file__).with_name(STAMP)
-    return (all(_shared_object(m).exists() for m in MODULES) and stamp.exists()
+    return (all(shared_object(m).exists() for m in MODULES) and stamp.exists()
             and stamp.read_text().strip() == digest())
 
 
 def stale() -> bool:
     """True when some listed module is compiled but the set is not the build of today's
     sources (a pure install, nothing compiled, is not stale)."""
-    return any(_shared_object(m).exists() for m in MODULES) and not current()
+    return any(shared_object(m).exists() for m in MODULES) and not current()
 
 
 def compiled() -> bool:
     """True when the compiled modules are the ones imported."""
     return not any(isinstance(f, _SourceFirst) for f in sys.meta_path) and all(
-        _shared_object(m).exists() for m in MODULES)
+        shared_object(m).exists() for m in MODULES)
 
 
 class _SourceFirst(importlib.abc.MetaPathFinder):

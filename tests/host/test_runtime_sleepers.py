@@ -76,13 +76,16 @@ class Device(Sleeper):
 
 
 class FakeTun:
-    fd, mtu, vnet_hdr, offload = -1, 2044, 0, False
+    fd, mtu, vnet_hdr, offload, netns = -1, 2044, 0, False, ""
+
+    def set_carrier(self, on: bool) -> None:
+        pass
 
 
 def test_an_endpoint_that_sleeps_is_known_as_one() -> None:
     dev, stranger = Device(), Device()
     rt = Runtime([RecordingPump(), dev])
-    att = rt.attach(FakeTun(), dev)  # type: ignore[arg-type]
+    att = rt.attach(FakeTun(), dev)
     assert att.sleeper is dev
-    other = rt.attach(FakeTun(), stranger)  # type: ignore[arg-type]
+    other = rt.attach(FakeTun(), stranger)
     assert other.sleeper is None  # not one of this runtime's pumpables: drained every turn

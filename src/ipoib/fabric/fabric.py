@@ -209,7 +209,9 @@ class Fabric:
             while deferred:
                 deferred.popleft()()
 
-    handle_timer = process
+    def handle_timer(self, now: float) -> None:
+        """:meth:`process`, under the name the sans-I/O cores use."""
+        self.process(now)
 
     # --- the forwarding loop ---------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from typing import Protocol, cast
 
 from ..netdev.gro import Gro
 from ..wire.vnet import PLAIN, VnetFlags
-from .tun import OFFLOAD_READ, READ_BUDGET, Tun
+from .tun import OFFLOAD_READ, READ_BUDGET
 
 
 class Pumpable(Protocol):
@@ -57,6 +57,21 @@ class Pumpable(Protocol):
 
 
 Wakeup = Callable[[], None]
+
+
+class TunPort(Protocol):
+    """What the runtime uses of an open TUN (:class:`~ipoib.host.tun.Tun`)."""
+
+    fd: int
+    mtu: int
+    vnet_hdr: int
+    """Bytes of ``virtio_net_hdr`` before each packet (0: none)."""
+    offload: bool
+    netns: str
+    """The namespace it lives in (for messages)."""
+
+    def set_carrier(self, on: bool) -> None:
+        """Turn the device's carrier on or off."""
 
 
 class Endpoint(Protocol):
@@ -89,7 +104,7 @@ OffloadTransmit = Callable[..., None]
 class Attachment:
     """One TUN fd tied to one endpoint, with the runtime's view of its carrier."""
 
-    tun: Tun
+    tun: TunPort
     endpoint: Endpoint
     carrier: bool = False
     rx_packets: int = 0
@@ -143,7 +158,7 @@ class Runtime:
 
     # -- wiring -------------------------------------------------------------------------
 
-    def attach(self, tun: Tun, endpoint: Endpoint, *, gro: bool = True) -> Attachment:
+    def attach(self, tun: TunPort, endpoint: Endpoint, *, gro: bool = True) -> Attachment:
         """Serve ``tun`` with ``endpoint`` (before :meth:`run`, or while it runs); ``gro``
         coalesces what is written when the TUN has a ``virtio_net_hdr``."""
         sleeps = id(endpoint) in self._sleepers
