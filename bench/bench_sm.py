@@ -9,8 +9,9 @@ Bring-up is timed from the SM's start to "subnet up" (every port ACTIVE, every L
 - **OpenSM 3.3 on ibsim** (the baseline, measured in the same run):
   :func:`bench.bringup.opensm_on_ibsim`, first log line to "SUBNET UP".
 
-Two-level fat trees of 108, 648 and 1944 HCAs; 10,000 HCAs only with IPOIB_BENCH_LARGE=1
-(OpenSM then needs ibsim's node, switch and port limits raised).
+Two-level fat trees of 108, 648, 1944 and 10,000 HCAs. At 10,000 the goal is absolute (under
+10 s), and OpenSM is timed only with IPOIB_BENCH_LARGE=1 (it then needs ibsim's node, switch
+and port limits raised, and minutes).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def _core_share(topo: Topology) -> tuple[int, float]:
 
 def run() -> list[Result]:
     """Bring-up time per size, with OpenSM on ibsim as the same-run baseline."""
-    sizes = list(SIZES) + ([LARGE] if os.environ.get("IPOIB_BENCH_LARGE") == "1" else [])
+    sizes = [*SIZES, LARGE]
+    large_baseline = os.environ.get("IPOIB_BENCH_LARGE") == "1"
     absent = missing()
     results: list[Result] = []
     for hcas in sizes:
@@ -88,7 +90,9 @@ def run() -> list[Result]:
         baseline = None
         note = (f"{len(topo.nodes)} nodes, {smps:,} SMPs; {share:.0%} of the time in the SM "
                 f"core, the rest in the fabric (SMAs, forwarding)")
-        if absent is None:
+        if hcas == LARGE and not large_baseline:
+            note += "; goal < 10 s (OpenSM timed too with IPOIB_BENCH_LARGE=1)"
+        elif absent is None:
             with tempfile.TemporaryDirectory(prefix="ipoib-bench-osm-") as tmp:
                 net = Path(tmp) / "fabric.net"
                 net.write_text(netfile.dumps(topo))
