@@ -3,8 +3,8 @@
 The sweep and the data path are Python written for speed (ARCHITECTURE.md, "a designed hot
 path"), and the modules below are also compiled with mypyc when the package is installed
 (``setup.py``; ``make install`` rebuilds them whenever their sources change). The source
-stays the one truth: a compiled module runs the same code, about twice as fast, with its
-type hints checked at run time.
+stays the one truth: a compiled module runs the same code, faster (a subnet bring-up in 0.6
+of the time), with its type hints checked at run time.
 
 A compiled module is a shared object next to its source, and Python's import system takes
 the shared object first. So the build writes :data:`STAMP`, a digest of the sources it
