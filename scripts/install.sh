@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(python3 python3-venv tshark opensm ibsim-utils infiniband-diags iperf3 iproute2 iputils-ping curl graphviz
-              gcc python3-dev)
+              gcc libc6-dev python3-dev)
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
