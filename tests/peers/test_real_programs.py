@@ -256,7 +256,10 @@ def test_tcp_leaves_as_segments_the_hca_made_with_valid_checksums(
     server = fabric.popen(B, "iperf3", "-s", "-1")
     try:
         time.sleep(0.5)
-        fabric.exec(A, "iperf3", "-c", fabric.ip(B), "-n", "400K", timeout=30)
+        # timed, not -n: with -n the client ends once its bytes are in its socket, and the
+        # server's close could cut what is still on the way
+        out = fabric.exec(A, "iperf3", "-c", fabric.ip(B), "-t", "1", "-J", timeout=30).stdout
+        received = json.loads(out)["end"]["sum_received"]["bytes"]
     finally:
         server.wait(timeout=10)
     assert cap.wait(timeout=30) == 0, cap.stderr.read() if cap.stderr else ""
@@ -265,7 +268,7 @@ def test_tcp_leaves_as_segments_the_hca_made_with_valid_checksums(
                          options=["-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"],
                          display_filter="tcp.port == 5201")
     data = [int(r["tcp.len"]) for r in rows if int(r["tcp.len"] or 0) > 0]
-    assert sum(data) >= 400 * 1024  # every byte went by, as MTU-sized segments
+    assert received > 100_000 and sum(data) >= received  # all of it went by, MTU-sized
     assert max(int(r["ip.len"]) for r in rows) <= 2044
     bad = [r for r in rows if r["tcp.checksum.status"] not in ("1", "Good")
            or r["ip.checksum.status"] not in ("1", "Good")]
