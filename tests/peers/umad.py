@@ -17,7 +17,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import pytest
 
@@ -42,6 +41,8 @@ from ipoib.wire.ibsim import (
     ctl_payload,
     pack_request,
 )
+
+from .simulator import stop
 
 UMAD2SIM = "/usr/lib/x86_64-linux-gnu/umad2sim/libumad2sim.so"
 OPENSM = shutil.which("opensm") or "/usr/sbin/opensm"
@@ -63,16 +64,6 @@ def require(*tools: str) -> None:
 def sockname() -> str:
     """A socket base name nobody else uses."""
     return f"ipoib-t{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def _stop(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @contextmanager
@@ -103,7 +94,7 @@ def serve(netfile: Path, workdir: Path, *, sm: str = "none", name: str | None = 
         assert any(want in line for line in lines), "runner did not start:\n" + "".join(lines)
         yield name
     finally:
-        _stop(proc)
+        stop(proc)
         reader.join(timeout=10)
 
 
@@ -248,4 +239,4 @@ def opensm(name: str, workdir: Path, *, host: str | None = None, timeout: float 
             time.sleep(0.05)
         yield log
     finally:
-        _stop(proc)
+        stop(proc)

@@ -21,7 +21,19 @@ from hypothesis import strategies as st
 
 import ipoib.wire
 from ipoib.wire.errors import DecodeError, EncodeError
-from ipoib.wire.layout import INT, RAW, Record, layout, packer, patcher, raw, reader, text, u
+from ipoib.wire.layout import (
+    INT,
+    RAW,
+    Record,
+    Slot,
+    layout,
+    packer,
+    patcher,
+    raw,
+    reader,
+    text,
+    u,
+)
 from ipoib.wire.smp import NodeDescription, PortInfo
 
 
@@ -195,13 +207,18 @@ def test_packer_refuses_what_it_cannot_pack() -> None:
 INT_RECORDS = [c for c in RECORDS if any(s.kind == INT for s in c.SLOTS)]
 
 
+def _int_fields(cls: type[Record], data: st.DataObject) -> list[Slot]:
+    """Some of ``cls``'s integer fields, each once."""
+    ints = [s for s in cls.SLOTS if s.kind == INT]
+    return data.draw(st.lists(st.sampled_from(ints), unique=True, min_size=1))
+
+
 @pytest.mark.parametrize("cls", INT_RECORDS[::3], ids=lambda c: f"{c.__module__}.{c.__qualname__}")
 @settings(max_examples=30)
 @given(data=st.data())
 def test_reader_and_patcher_touch_only_the_named_fields(cls: type[Record],
                                                         data: st.DataObject) -> None:
-    ints = [s for s in cls.SLOTS if s.kind == INT]
-    chosen = data.draw(st.lists(st.sampled_from(ints), unique=True, min_size=1))
+    chosen = _int_fields(cls, data)
     offset = data.draw(st.integers(0, 3))
     buf = bytearray(data.draw(st.binary(min_size=offset + cls.SIZE,
                                         max_size=offset + cls.SIZE + 3)))
@@ -234,8 +251,7 @@ def test_reader_and_patcher_take_integer_fields_only() -> None:
 @given(data=st.data())
 def test_a_reader_on_a_short_buffer_raises_decode_error(cls: type[Record],
                                                         data: st.DataObject) -> None:
-    ints = [s for s in cls.SLOTS if s.kind == INT]
-    chosen = data.draw(st.lists(st.sampled_from(ints), unique=True, min_size=1))
+    chosen = _int_fields(cls, data)
     offset = data.draw(st.integers(-2, 3))
     buf = data.draw(st.binary(max_size=max(offset, 0) + cls.SIZE))
     read = reader(cls, *(s.name for s in chosen))
