@@ -32,6 +32,7 @@ from types import ModuleType
 
 MODULES: tuple[str, ...] = (
     "ipoib.fabric.agents",
+    "ipoib.fabric.burst",
     "ipoib.fabric.fabric",
     "ipoib.fabric.hca",
     "ipoib.fabric.inbound",

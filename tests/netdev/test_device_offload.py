@@ -9,7 +9,9 @@ import struct
 from ipaddress import IPv4Address
 
 from ipoib.fabric.topogen import fat_tree
+from ipoib.netdev.gro import Gro
 from ipoib.wire.ip import internet_checksum
+from ipoib.wire.offload import TsoSegments, segment_tcp
 
 from ..wire.test_offload import l4_ok
 from .net import start, v4
@@ -90,3 +92,29 @@ def test_a_malformed_super_packet_is_a_counted_drop() -> None:
     a.transmit_offload(bytes(bad), MSS, net.clock.now)  # ready: the HCA's, which refuses it
     net.clock.settle()
     assert a.counters()["drop_tx_post_failed"] == 1 and net.received("hca-2") == []
+
+
+def test_a_super_packet_received_whole_goes_up_whole_to_a_coalescing_host() -> None:
+    """The HCA carries a TSO send whole (ipoib.fabric.burst): a host that coalesces gets it
+    as one item and GRO makes one frame of it, the same frame as of its segments; one that
+    does not gets the segments. Either way every segment is counted."""
+    net = start(fat_tree(4), ["hca-1", "hca-2"])
+    a, b = net["hca-1"], net["hca-2"]
+    net.send("hca-1", "hca-2", 1)
+    assert len(net.run_until("hca-2", 1)) == 1
+    payload = bytes(i % 247 for i in range(50_000))
+    packet = _tcp(v4(1), v4(2), payload)
+    segs = segment_tcp(packet, MSS)
+    rx, rx_bytes = b.stats.rx_packets, b.stats.rx_bytes
+    for gro in (True, False):
+        a.transmit_offload(packet, MSS, net.clock.now)
+        net.clock.settle()
+        if gro:
+            (item,) = b.drain_to_gro()
+            assert isinstance(item, TsoSegments) and item.packet == packet
+            assert Gro().frames([item]) == Gro().frames(segs)
+        else:
+            assert b.drain_to_host() == segs
+        assert b.stats.rx_packets - rx == len(segs)
+        assert b.stats.rx_bytes - rx_bytes == sum(4 + len(s) for s in segs)
+        rx, rx_bytes = b.stats.rx_packets, b.stats.rx_bytes

@@ -12,7 +12,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipoib.netdev.gro import MAX_GRO_BYTES, Gro, coalesce
+from ipoib.netdev.gro import MAX_GRO_BYTES, Gro, coalesce, whole
 from ipoib.wire.ip import (
     IpProto,
     Ipv4Header,
@@ -24,6 +24,7 @@ from ipoib.wire.ip import (
     pseudo_header,
     udp_packet,
 )
+from ipoib.wire.offload import TsoSegments
 from ipoib.wire.vnet import PLAIN, VNET_HDR_SIZE, GsoType, VnetFlags, VnetHdr
 
 A4, B4 = "10.10.0.1", "10.10.0.8"
@@ -210,3 +211,33 @@ def test_damaged_packets_never_break_it(flips: list[tuple[int, int, int]]) -> No
     plain = [f[VNET_HDR_SIZE:] for f in frames if f.startswith(PLAIN)]
     assert len(plain) + g.stats.segments == len(packets)
     assert all(p in packets for p in plain)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 30_000), st.integers(100, 2000), st.booleans(),
+       st.sampled_from([ACK, ACK | PSH, ACK | 0x01, ACK | 0x80, SYN]), st.booleans())
+def test_a_burst_received_whole_is_the_frame_of_its_segments(
+        size: int, mss: int, v6: bool, flags: int, opts: bool) -> None:
+    """An LSO send received whole (TsoSegments) gives the frame its segments give when they
+    arrive alone; flags GRO would not run together (FIN, CWR, SYN) or one segment give none."""
+    src, dst = (A6, B6) if v6 else (A4, B4)
+    packet = tcp(77, bytes(i % 253 for i in range(size)), flags=flags, src=src, dst=dst,
+                 options=TSOPT if opts else b"")
+    segs = TsoSegments(packet, mss)
+    made = Gro().frames(segs.cut())
+    frame = whole(segs)
+    if flags in (ACK, ACK | PSH) and segs.count > 1:
+        assert [frame] == made
+    else:
+        assert frame is None
+    g, ref = Gro(), Gro()
+    assert g.frames([segs]) == ref.frames(segs.cut()) == made
+    assert g.stats == ref.stats
+
+
+def test_a_burst_between_packets_keeps_its_place() -> None:
+    before, after = stream(2, seq=1), stream(2, seq=900_000, sport=41000)
+    packet = tcp(5000, bytes(8000))
+    segs = TsoSegments(packet, 1000)
+    frames = Gro().frames([*before, segs, *after])
+    assert frames == Gro().frames(before) + [whole(segs)] + Gro().frames(after)

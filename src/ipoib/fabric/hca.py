@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from ..wire.ib import (
     GRH_SIZE,
@@ -40,7 +41,8 @@ from ..wire.ib import (
     UdTemplate,
     build_ud,
 )
-from ..wire.offload import OffloadError, insert_checksum, segment_tcp
+from ..wire.offload import OffloadError, TsoSegments, insert_checksum
+from .burst import LsoBurst, RecvBurst
 from .context import Context
 from .inbound import CHAIN_MIN, mcast_deliver
 from .node import Port
@@ -118,33 +120,75 @@ class CQ:
 
     Completions are kept as :data:`~.verbs.WcTuple` rows: :meth:`poll` makes :class:`WC`
     objects of them (the pyverbs shape), :meth:`poll_tuples` hands the rows over as they are
-    (the data path's poll, no object per completion)."""
+    (the data path's poll, no object per completion). An LSO send completed whole is one
+    :class:`~.burst.RecvBurst` standing for a completion per segment (counted so in ``len``
+    and against ``cqe``): those two polls make its rows, :meth:`poll_bursts` hands it over
+    whole."""
 
     def __init__(self, ctx: Context, cqe: int = 1024,
                  comp_handler: Callable[[CQ], None] | None = None) -> None:
         self.ctx = ctx
         self.cqe = cqe
         self.comp_handler = comp_handler
-        self._entries: deque[WcTuple] = deque()
+        self._entries: deque[WcTuple | RecvBurst] = deque()
+        self._extra = 0
+        """Completions the bursts queued stand for beyond one each."""
         self._armed = False
         self.overflows = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + self._extra
 
     def poll(self, num_entries: int = 1) -> list[WC]:
         """Up to ``num_entries`` completions, oldest first."""
-        e = self._entries
-        return [WC(*e.popleft()) for _ in range(min(num_entries, len(e)))]
+        return [WC(*t) for t in self.poll_tuples(num_entries)]
 
     def poll_tuples(self, num_entries: int) -> list[WcTuple]:
         """Up to ``num_entries`` completions as tuples in :class:`WC`'s field order."""
         e = self._entries
+        if self._extra:
+            return self._cut(num_entries)
         if num_entries >= len(e):
-            out = list(e)
+            out = cast(list[WcTuple], list(e))
             e.clear()
             return out
-        return [e.popleft() for _ in range(num_entries)]
+        return [cast(WcTuple, e.popleft()) for _ in range(num_entries)]
+
+    def _cut(self, num_entries: int) -> list[WcTuple]:
+        """:meth:`poll_tuples` with bursts queued: each made into its rows as it is reached
+        (those past ``num_entries`` stay queued as rows)."""
+        e = self._entries
+        out: list[WcTuple] = []
+        while e and len(out) < num_entries:
+            x = e.popleft()
+            if isinstance(x, tuple):
+                out.append(x)
+                continue
+            self._extra -= x.count - 1
+            rows = x.wcs()
+            take = num_entries - len(out)
+            out.extend(rows[:take])
+            e.extendleft(reversed(rows[take:]))
+        return out
+
+    def poll_bursts(self) -> list[WcTuple | RecvBurst]:
+        """Every completion, oldest first, a burst's as its :class:`~.burst.RecvBurst`."""
+        out = list(self._entries)
+        self._entries.clear()
+        self._extra = 0
+        return out
+
+    @property
+    def bursts(self) -> bool:
+        """Whether a burst is queued (:meth:`poll_bursts` would hand one over)."""
+        return self._extra > 0
+
+    def add_burst(self, burst: RecvBurst) -> None:
+        """Queue ``burst``'s completions (the caller made sure they fit)."""
+        self._entries.append(burst)
+        self._extra += burst.count - 1
+        if self._armed and self.comp_handler is not None:
+            self._notify()
 
     def req_notify(self, solicited_only: bool = False) -> None:
         """Arm the completion handler for the next completion."""
@@ -152,7 +196,7 @@ class CQ:
 
     def push(self, wc: WC | WcTuple) -> bool:
         """Add a completion; False when the CQ is full (the completion is lost)."""
-        if len(self._entries) >= self.cqe:
+        if len(self) >= self.cqe:
             self.overflows += 1
             return False
         self._entries.append(wc_tuple(wc) if isinstance(wc, WC) else wc)
@@ -162,7 +206,7 @@ class CQ:
 
     def extend(self, wcs: Sequence[WcTuple]) -> None:
         """:meth:`push` for each of ``wcs`` in order (those past a full CQ are lost)."""
-        room = self.cqe - len(self._entries)
+        room = self.cqe - len(self)
         if len(wcs) > room:
             self.overflows += len(wcs) - max(room, 0)
             wcs = wcs[:max(room, 0)]
@@ -401,30 +445,36 @@ class QP:
         self.post_send_sg_list(wr, head, (payload,), wr.wr_id)
 
     def post_send_offload(self, wr: SendWR, head: bytes, payload: bytes) -> None:
-        """Send ``head`` then ``payload``, an IP packet, with the transmit offloads: a ``TSO`` request
-        is cut into TCP segments of ``wr.mss`` payload bytes (at most ``max_tso`` in all),
-        any other send gets its TCP/UDP checksum computed (``IP_CSUM``), both done by
-        :mod:`ipoib.wire.offload`. The segments leave as one chain; the request completes
-        once, with the bytes it carried. A packet the engine cannot parse completes with
-        ``LOC_QP_OP_ERR`` and sends nothing."""
+        """Send ``head`` then ``payload``, an IP packet, with the transmit offloads: a ``TSO``
+        request is cut into TCP segments of ``wr.mss`` payload bytes (at most ``max_tso`` in
+        all), any other send gets its TCP/UDP checksum computed (``IP_CSUM``), both done by
+        :mod:`ipoib.wire.offload`. The segments leave as one chain, carried whole as long as
+        nothing needs them one by one (:mod:`.burst`); the request completes once, with the
+        bytes it carried. A packet the engine cannot parse completes with ``LOC_QP_OP_ERR``
+        and sends nothing."""
         tso = wr.opcode == WROpcode.TSO
         try:
             if tso and len(payload) > self._max_tso:
                 raise OffloadError("TSO", "length", 0, f"{len(payload)} bytes")
-            segs = segment_tcp(payload, wr.mss) if tso else [insert_checksum(payload)]
+            if tso:
+                segs = TsoSegments(payload, wr.mss)
+                n = len(head) * segs.count + segs.ip_bytes()
+                self.post_send_sg_list(wr, head, (), wr.wr_id, quiet=True, segs=segs)
+            else:
+                packet = insert_checksum(payload)
+                n = len(head) + len(packet)
+                self.post_send_sg_list(wr, head, (packet,), wr.wr_id, quiet=True)
         except OffloadError:
             self.offload_errors += 1
             self.scq.push(WC(wr.wr_id, WCStatus.LOC_QP_OP_ERR, _OP_SEND, 0, self.qp_num))
             return
-        self.post_send_sg_list(wr, head, segs, wr.wr_id, quiet=True)
         if self.sq_sig_all or wr.send_flags & _SIGNALED:
-            n = len(head) * len(segs) + sum(map(len, segs))
             self.scq.push((wr.wr_id, _SUCCESS, _OP_TSO if tso else _OP_SEND, n, self.qp_num,
                            0, 0, 0, 0, 0, 0, 0, None, b""))
 
     def post_send_sg_list(self, wr: SendWR, head: bytes, payloads: Sequence[bytes],
                           first_wr_id: int, signal_mask: int = 0, *,
-                          quiet: bool = False) -> None:
+                          quiet: bool = False, segs: TsoSegments | None = None) -> None:
         """Post ``len(payloads)`` sends in order (``ibv_post_send`` with a chain), each
         ``wr`` with the gather list ``head``, ``payloads[i]`` and the id ``first_wr_id + i``.
 
@@ -433,7 +483,8 @@ class QP:
         signals all. The QP, the address handle and the header are checked and looked up
         once for the chain, which is what makes it cheaper than one post per packet; the
         packets leave together (``Fabric.transmit_list``) and the send completions are
-        queued once they have."""
+        queued once they have. With ``segs`` (an LSO send) the payloads are its segments,
+        carried whole as an :class:`~.burst.LsoBurst` when the fabric can."""
         if not self._tx_ok:
             if self.qp_type != QPType.UD:
                 raise VerbsError("RC transport is not implemented", errno.EOPNOTSUPP)
@@ -468,6 +519,12 @@ class QP:
         scq, qpn, hlen = self.scq, self.qp_num, len(head)
         signaled = (self.sq_sig_all or wr.send_flags & _SIGNALED) and not quiet
         every = 0 if self.sq_sig_all else signal_mask
+        if segs is not None:
+            if segs.count > 1 and t is not None and not mcast and not local \
+                    and hlen + segs.hl + segs.mss <= limit \
+                    and fabric.transmit_burst(port, LsoBurst(t, head, segs)):
+                return
+            payloads = segs.cut()
         if t is not None and not mcast and not local and len(payloads) >= CHAIN_MIN \
                 and hlen + max(map(len, payloads)) <= limit:
             # the chain as a whole: every packet fits, one template, one route
@@ -557,25 +614,50 @@ class QP:
         if self.admits(port, pkey, qkey, end - start):
             self.complete(port, pkt, start, end, sl, dlid, slid, src_qp, grh, imm)
 
-    def admits(self, port: Port, pkey: int, qkey: int, length: int) -> bool:
+    def admits(self, port: Port, pkey: int, qkey: int, length: int, *,
+               count: bool = True) -> bool:
         """The checks that depend on the headers alone (QP state and port, P_Key, Q_Key,
-        MTU), each failure counted at ``port``."""
+        MTU), each failure counted at ``port`` (unless not ``count``: a question asked
+        before a packet is taken)."""
         if not self._rx_ok or self.port_num != port.num:
-            port.drops["no_qp"] += 1
+            if count:
+                port.drops["no_qp"] += 1
             return False
         pkeys = port.pkeys
         mine = pkeys[self.pkey_index] if self.pkey_index < len(pkeys) else 0
         if pkey & 0x7FFF != mine & 0x7FFF or not (pkey | mine) & 0x8000 or not pkey & 0x7FFF:
-            port.drops["bad_pkey"] += 1
-            port.pkey_violations = min(port.pkey_violations + 1, 0xFFFF)
+            if count:
+                port.drops["bad_pkey"] += 1
+                port.pkey_violations = min(port.pkey_violations + 1, 0xFFFF)
             return False
         if qkey != self.qkey:
-            port.drops["bad_qkey"] += 1
-            port.qkey_violations = min(port.qkey_violations + 1, 0xFFFF)
+            if count:
+                port.drops["bad_qkey"] += 1
+                port.qkey_violations = min(port.qkey_violations + 1, 0xFFFF)
             return False
         if length > 128 << min(port.neighbor_mtu, port.mtu_cap):
-            port.drops["mtu_exceeded"] += 1
+            if count:
+                port.drops["mtu_exceeded"] += 1
             return False
+        return True
+
+    def complete_burst(self, port: Port, burst: LsoBurst) -> bool:
+        """Complete every packet of ``burst`` at once (one :class:`~.burst.RecvBurst`) when
+        this QP admits them all and has a receive posted for each, big enough, and room for
+        all in its CQ; else False, with nothing done or counted (the caller cuts it)."""
+        t = burst.template
+        n = burst.count
+        rq, cq = self.rq, self.rcq
+        if len(rq) < n or cq.cqe - len(cq) < n \
+                or not self.admits(port, t.pkey, t.qkey, burst.largest, count=False):
+            return False
+        byte_len = GRH_SIZE + burst.largest
+        wrs = [rq.popleft() for _ in range(n)]
+        if any(wr.length < byte_len for wr in wrs):
+            rq.extendleft(reversed(wrs))
+            return False
+        cq.add_burst(RecvBurst(burst, wrs, self.qp_num, t.src_qp, self.pkey_index, t.slid,
+                               t.sl, t.dlid & ((1 << port.lmc) - 1)))
         return True
 
     def complete_run(self, port: Port, pkts: Sequence[bytes], start: int, end: int, sl: int,
@@ -596,7 +678,7 @@ class QP:
             port.drops["no_recv_wr"] += len(pkts) - take
         cq = self.rcq
         entries = cq._entries
-        room = max(cq.cqe - len(entries), 0)
+        room = max(cq.cqe - len(cq), 0)
         if take > room:
             cq.overflows += take - room
             port.drops["cq_overflow"] += take - room
@@ -624,7 +706,7 @@ class QP:
             cq.push(WC(wr.wr_id, _LOC_LEN_ERR, _OP_RECV, byte_len, self.qp_num))
             return
         entries = cq._entries
-        if len(entries) >= cq.cqe:
+        if len(cq) >= cq.cqe:
             cq.overflows += 1
             port.drops["cq_overflow"] += 1
             return

@@ -28,6 +28,7 @@ from .node import Ca, Node, Port
 from .verbs import QPCreateFlags
 
 if TYPE_CHECKING:
+    from .burst import LsoBurst
     from .fabric import Fabric
     from .hca import QP
 
@@ -127,6 +128,19 @@ def receive_run(fabric: Fabric, node: Node, port: Port, pkts: Sequence[bytes]) -
         same = []
         if pkt:
             receive(fabric, node, port, pkt)
+
+
+def receive_burst(fabric: Fabric, node: Node, port: Port, burst: LsoBurst) -> None:
+    """An LSO send arriving whole at a CA port: completed whole by its QP when that QP takes
+    every packet (:meth:`QP.complete_burst`), else cut and received as the chain it is."""
+    t = burst.template
+    base = port.lid
+    if t.lnh != LNH_GLOBAL and isinstance(node, Ca) and t.dest_qp > 1 and base \
+            and base <= t.dlid < base + (1 << port.lmc):
+        qp = node.qps.get(t.dest_qp)
+        if qp is not None and qp.complete_burst(port, burst):
+            return
+    receive_run(fabric, node, port, burst.packets())
 
 
 _PSN = LRH_SIZE + 9

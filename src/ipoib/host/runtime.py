@@ -42,6 +42,7 @@ from functools import partial
 from typing import Protocol, cast
 
 from ..netdev.gro import Gro
+from ..wire.offload import TsoSegments
 from ..wire.vnet import PLAIN, VnetFlags
 from .tun import OFFLOAD_READ, READ_BUDGET
 
@@ -98,6 +99,7 @@ RUNTIME_DROPS = ("tun_read_error", "tun_write_error")
 BatchTransmit = Callable[[list[bytes], float], None]
 OffloadTransmit = Callable[..., None]
 """``transmit_offload(packet, mss, now[, csum_start, csum_offset])``."""
+Drain = Callable[[], Iterable[bytes | TsoSegments]]
 
 
 @dataclass(slots=True)
@@ -118,6 +120,10 @@ class Attachment:
     """Receive coalescing for a TUN with a ``virtio_net_hdr`` (None: off, or no header)."""
     offload: OffloadTransmit | None = None
     """The endpoint's ``transmit_offload``, when the TUN has offloads on."""
+    drain: Drain | None = None
+    """What gives the packets for the host: the endpoint's ``drain_to_gro`` when ``gro``
+    is on and it has one (LSO sends received whole come as one item), else its
+    ``drain_to_host``."""
 
 
 CarrierCallback = Callable[[Attachment], None]
@@ -169,6 +175,8 @@ class Runtime:
                          if tun.offload else None)
         if tun.offload and (att.offload is None or att.batch is None):
             raise ValueError("a TUN with offloads needs an endpoint that takes them")
+        att.drain = (getattr(endpoint, "drain_to_gro", None) if att.gro is not None else None) \
+            or endpoint.drain_to_host
         self.attachments.append(att)
         if self._loop is not None:
             self._add_reader(att)
@@ -291,12 +299,16 @@ class Runtime:
         for att in self.attachments:
             if att.sleeper is not None and att.sleeper not in awake:
                 continue  # a sleeping device has nothing for its host and the same carrier
-            out = att.endpoint.drain_to_host()
-            if out:
+            assert att.drain is not None
+            got = att.drain()
+            if got:
+                out: Iterable[bytes]
                 if att.gro is not None:
-                    out = att.gro.frames(out)
-                elif att.tun.vnet_hdr:
-                    out = [PLAIN + p for p in out]
+                    out = att.gro.frames(got)
+                else:
+                    out = cast(Iterable[bytes], got)
+                    if att.tun.vnet_hdr:
+                        out = [PLAIN + p for p in out]
                 fd = att.tun.fd
                 n = 0
                 for packet in out:

@@ -48,6 +48,7 @@ from ..wire.ipoib import (
     link_local_address,
 )
 from ..wire.mad import SA_CLASS_VERSION, MgmtClass
+from ..wire.offload import TsoSegments
 from . import actions as act
 from .actions import Ah
 from .counters import Counters
@@ -174,7 +175,9 @@ class DeviceControl:
         self._due_stale = True
         """Whether ``_due``, the tables' earliest deadline, must be asked again: set by every
         call into the tables (they all funnel through :meth:`run` and :meth:`_run_sa`)."""
-        self._to_host: list[bytes] = []
+        self._to_host: list[bytes | TsoSegments] = []
+        self._bursts_up = 0
+        """LSO bursts among ``_to_host``, handed up whole (:meth:`drain_to_gro`)."""
         self._ring = [hca.RecvWR(i, RECV_LEN) for i in range(config.recv_queue_size)]
         self._seq = 0
         self._every_mask = config.signal_every - 1

@@ -26,14 +26,21 @@ by SLID and QPN (as Linux does), ARP and ND go to the resolver, IP goes to the h
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from ..fabric import hca
 from ..fabric.hca import VerbsError
+from ..fabric.verbs import WcTuple
 from ..wire.gid import gid_to_str
 from ..wire.ip import IpProto
 from ..wire.ipoib import ENCAP_IPV4, ENCAP_IPV6, EtherType
-from ..wire.offload import OffloadError, complete_partial, insert_checksum, segment_tcp
+from ..wire.offload import (
+    OffloadError,
+    TsoSegments,
+    complete_partial,
+    insert_checksum,
+    segment_tcp,
+)
 from .actions import Ah, Frame
 from .control import HDR, SIGNALED, DeviceConfig, DeviceControl, Tx
 from .counters import Counters
@@ -369,14 +376,64 @@ class IpoibDevice(DeviceControl):
     def drain_to_host(self) -> list[bytes]:
         """The IP packets received for the host since the last call, in order."""
         out, self._to_host = self._to_host, []
+        if not self._bursts_up:
+            return cast(list[bytes], out)
+        self._bursts_up = 0
+        cut: list[bytes] = []
+        for p in out:
+            if isinstance(p, bytes):
+                cut.append(p)
+            else:
+                cut.extend(p.cut())
+        return cut
+
+    def drain_to_gro(self) -> list[bytes | TsoSegments]:
+        """:meth:`drain_to_host` for a host that coalesces (:class:`~ipoib.netdev.gro.Gro`):
+        an LSO send received whole (:mod:`ipoib.fabric.burst`) comes as its
+        :class:`~ipoib.wire.offload.TsoSegments`, for GRO to hand up as one frame."""
+        out, self._to_host = self._to_host, []
+        self._bursts_up = 0
         return out
 
     def _poll_rx(self, now: float) -> None:
         """Receive completions: strip the GRH area and IPoIB header, dispatch, repost."""
-        qp = self.qp
-        wcs = self.recv_cq.poll_tuples(len(self.recv_cq))
-        if qp is None:
+        cq = self.recv_cq
+        if cq.bursts:
+            self._poll_bursts()
             return
+        wcs = cq.poll_tuples(len(cq))
+        if self.qp is not None:
+            self._rx_rows(wcs, now)
+
+    def _poll_bursts(self) -> None:
+        """:meth:`_poll_rx` with LSO bursts among the completions: each handed up whole (the
+        host's GRO makes one frame of it), the rows around them as usual, in order."""
+        entries = self.recv_cq.poll_bursts()
+        if self.qp is None:
+            return
+        rows: list[WcTuple] = []
+        for x in entries:
+            if isinstance(x, tuple):
+                rows.append(x)
+                continue
+            if rows:
+                self._rx_rows(rows, self._now)
+                rows = []
+            head = x.burst.head
+            if self.opened and (head == ENCAP_IPV4 or head == ENCAP_IPV6):
+                self._to_host.append(x.burst.segs)
+                self._bursts_up += 1
+                c = self.stats
+                c.rx_packets += x.count
+                c.rx_bytes += x.data_bytes()
+                self._repost(x.wrs)
+            else:
+                self._rx_rows(x.wcs(), self._now)
+        if rows:
+            self._rx_rows(rows, self._now)
+
+    def _rx_rows(self, wcs: list[WcTuple], now: float) -> None:
+        """Receive completion rows: strip, dispatch, repost."""
         ring, to_host, c = self._ring, self._to_host, self.stats
         lid, qpn, up = self.lid, self.qpn, self.opened
         if up and len(wcs) >= 4:  # a batch of unicast IPv4 only: handed up in one go
@@ -428,7 +485,8 @@ class IpoibDevice(DeviceControl):
                 except VerbsError:
                     self.stats.event("rx_repost_failed")
 
-    def _rx(self, data: bytes, now: float, to_host: list[bytes], c: Counters) -> None:
+    def _rx(self, data: bytes, now: float, to_host: list[bytes | TsoSegments],
+            c: Counters) -> None:
         """One received IPoIB payload (header included)."""
         et = data[0] << 8 | data[1] if len(data) >= 4 else -1
         if et == _IPV4:

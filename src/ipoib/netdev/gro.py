@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..wire.ip import IpProto, internet_checksum, pseudo_header
+from ..wire.offload import TsoSegments
 from ..wire.vnet import PLAIN, GsoType, VnetFlags, VnetHdr
 
 MAX_GRO_BYTES = 0xFFFF
@@ -61,37 +62,59 @@ class Gro:
     def __init__(self) -> None:
         self.stats = GroStats()
 
-    def frames(self, packets: Iterable[bytes]) -> list[bytes]:
-        """``packets`` (IP packets in arrival order) as TUN frames, runs coalesced."""
+    def frames(self, packets: Iterable[bytes | TsoSegments]) -> list[bytes]:
+        """``packets`` (IP packets in arrival order) as TUN frames, runs coalesced.
+
+        A :class:`~ipoib.wire.offload.TsoSegments` stands for an LSO send received whole:
+        when its segments would make one run, that run's frame is made from it directly
+        (:func:`whole`), else its segments are taken one by one."""
         out: list[bytes] = []
         run: list[bytes] = []
         r = _Run()
-        for p in packets:
+        for item in packets:
+            if isinstance(item, bytes):
+                self._take(item, out, run, r)
+                continue
+            frame = whole(item)
+            if frame is None:
+                for p in item.cut():
+                    self._take(p, out, run, r)
+                continue
             if run:
-                # The run's next full-sized segment has, byte for byte, the run's headers
-                # but for the IP ID and the checksums, with the next sequence number.
-                key = r.flow + r.nxt.to_bytes(4, "big") + r.mid
-                if len(p) == r.hl + r.mss and r.size + r.mss <= MAX_GRO_BYTES \
-                        and p.startswith(r.ip) and p.startswith(r.ip2, 6) \
-                        and p.startswith(key, r.fs) and p.startswith(r.tail, r.t + 18):
-                    run.append(p)
-                    r.size += r.mss
-                    r.nxt = (r.nxt + r.mss) & 0xFFFFFFFF
-                    continue
-                if r.closes(p, key):
-                    run.append(p)  # a short or PSH segment is the run's last
-                    out.append(self._flush(run, r))
-                    run = []
-                    continue
                 out.append(self._flush(run, r))
-                run = []
-            if r.open(p):
-                run = [p]
-            else:
-                out.append(PLAIN + p)
+                run.clear()
+            self.stats.segments += item.count
+            self.stats.coalesced += 1
+            out.append(frame)
         if run:
             out.append(self._flush(run, r))
         return out
+
+    def _take(self, p: bytes, out: list[bytes], run: list[bytes], r: _Run) -> None:
+        """:meth:`frames` for one packet: it joins, closes or flushes the open ``run``, opens
+        one, or passes through."""
+        if run:
+            # The run's next full-sized segment has, byte for byte, the run's headers
+            # but for the IP ID and the checksums, with the next sequence number.
+            key = r.flow + r.nxt.to_bytes(4, "big") + r.mid
+            if len(p) == r.hl + r.mss and r.size + r.mss <= MAX_GRO_BYTES \
+                    and p.startswith(r.ip) and p.startswith(r.ip2, 6) \
+                    and p.startswith(key, r.fs) and p.startswith(r.tail, r.t + 18):
+                run.append(p)
+                r.size += r.mss
+                r.nxt = (r.nxt + r.mss) & 0xFFFFFFFF
+                return
+            if r.closes(p, key):
+                run.append(p)  # a short or PSH segment is the run's last
+                out.append(self._flush(run, r))
+                run.clear()
+                return
+            out.append(self._flush(run, r))
+            run.clear()
+        if r.open(p):
+            run.append(p)
+        else:
+            out.append(PLAIN + p)
 
     def _flush(self, run: list[bytes], r: _Run) -> bytes:
         """One frame for ``run``: plain when it is a single segment, else coalesced."""
@@ -151,13 +174,37 @@ class _Run:
                 and p.startswith(self.mid[6:], t + 14) and p.startswith(self.tail, t + 18))
 
 
+def whole(segs: TsoSegments) -> bytes | None:
+    """The frame :class:`Gro` makes of ``segs``' segments arriving alone, built from the
+    super-packet without cutting it; None when they would not make one run (one segment;
+    IPv4 options; flags other than ACK, or ACK and PSH).
+
+    The run's headers are the first segment's with the IP length and checksum and the TCP
+    checksum rewritten, and PSH from the last: that is the super-packet's own header with
+    those fields rewritten, since the first segment differs from it only in them and its
+    flags (RFC 9293 §3.1, as :meth:`TsoSegments.cut` applies it)."""
+    p, t, hl = segs.packet, segs.t, segs.hl
+    if segs.count < 2 or segs.flags & ~_PSH != _ACK or (t == 20 and p[0] != 0x45):
+        return None
+    return b"".join((_prefix(p, t, hl, segs.mss, segs.total, segs.flags),
+                     memoryview(p)[hl:segs.total]))
+
+
 def coalesce(run: Sequence[bytes], tcp: int, hl: int, mss: int) -> bytes:
     """The GSO frame for consecutive segments ``run`` (IP header ``tcp`` bytes, headers
     ``hl`` bytes, ``mss`` payload bytes each but the last, which alone may carry PSH)."""
-    hdr = bytearray(run[0][:hl])
-    last = run[-1]
+    first, last = run[0], run[-1]
     total = hl + mss * (len(run) - 1) + len(last) - hl
-    hdr[tcp + 13] |= last[tcp + 13] & _PSH
+    flags = first[tcp + 13] | last[tcp + 13] & _PSH
+    return b"".join([_prefix(first, tcp, hl, mss, total, flags), *[p[hl:] for p in run]])
+
+
+def _prefix(first: bytes, tcp: int, hl: int, mss: int, total: int, flags: int) -> bytes:
+    """The ``virtio_net_hdr`` and headers of a coalesced frame of ``total`` IP bytes: the
+    first segment's headers with the length, the IPv4 checksum, ``flags`` and the TCP
+    checksum field (the pseudo-header sum, for ``NEEDS_CSUM``) rewritten."""
+    hdr = bytearray(first[:hl])
+    hdr[tcp + 13] = flags
     if tcp == 20:
         hdr[2:4] = total.to_bytes(2, "big")
         hdr[10:12] = b"\0\0"
@@ -168,5 +215,4 @@ def coalesce(run: Sequence[bytes], tcp: int, hl: int, mss: int) -> bytes:
         src, dst, gso = bytes(hdr[8:24]), bytes(hdr[24:40]), GsoType.TCPV6
     pseudo = pseudo_header(src, dst, _TCP, total - tcp)
     hdr[tcp + 16:tcp + 18] = (~internet_checksum(pseudo) & 0xFFFF).to_bytes(2, "big")
-    vnet = _GSO.pack(VnetFlags.NEEDS_CSUM, gso, hl, mss, tcp, _TCP_CSUM_OFFSET)
-    return b"".join([vnet, hdr, *[p[hl:] for p in run]])
+    return _GSO.pack(VnetFlags.NEEDS_CSUM, gso, hl, mss, tcp, _TCP_CSUM_OFFSET) + hdr

@@ -251,7 +251,8 @@ class UdTemplate:
 
     CACHE_LENGTHS = 32
 
-    __slots__ = ("_a", "_b", "_c", "_fixed", "_hdrs", "dest_qp", "dlid", "header_size", "lnh")
+    __slots__ = ("_a", "_b", "_c", "_fixed", "_hdrs", "dest_qp", "dlid", "header_size", "lnh",
+                 "pkey", "qkey", "sl", "slid", "src_qp", "vl")
 
     def __init__(
         self, *, vl: int, sl: int, dlid: int, slid: int, pkey: int, dest_qp: int, qkey: int,
@@ -266,6 +267,8 @@ class UdTemplate:
         self.lnh = LNH_GLOBAL if g else LNH_LOCAL
         self.dlid = dlid
         self.dest_qp = dest_qp
+        self.vl, self.sl, self.slid = vl, sl, slid
+        self.pkey, self.qkey, self.src_qp = pkey, qkey, src_qp
         self._fixed = hlen + ICRC_SIZE
         self._hdrs: dict[int, bytes] = {}
         self._a = lrh[:4]

@@ -125,65 +125,98 @@ def segment_tcp(packet: Buffer, mss: int) -> list[bytes]:
     """``packet``, a TCP super-packet over IPv4 or IPv6, cut into segments of ``mss`` payload
     bytes (the last may be shorter), each with its headers and checksums complete; a packet
     whose payload fits in one segment comes back as one, its checksum filled in."""
-    t, proto, total, pseudo = _l4(packet)
-    if proto != _TCP or total < t + 20:
-        raise OffloadError("TCP", "protocol", 9, "segmentation needs a TCP packet")
-    hl = t + (packet[t + 12] >> 4) * 4
-    if hl < t + 20 or hl > total:
-        raise OffloadError("TCP", "data_offset", t + 12, f"a header of {hl - t} bytes")
-    if mss <= 0:
-        raise OffloadError("TCP", "mss", 0, f"segment size {mss}")
-    plen = total - hl
-    if plen <= mss:
-        return [insert_checksum(packet)]
-    full, rest = divmod(plen, mss)
-    sums = segment_sums(packet, hl, mss, full)
-    if rest:
-        sums.append(ones_sum(packet[hl + full * mss:total]))
-    count = len(sums)
-    v4 = packet[0] >> 4 == 4
-    flags = packet[t + 13]
-    seq0 = _U32.unpack_from(packet, t + 4)[0]
-    # What every segment's checksums share: the pseudo-header's addresses and protocol and
-    # the headers' sums with the fields that change per segment taken as zero.
-    hdr = bytearray(packet[:hl])
-    hdr[t + 4:t + 8] = bytes(4)
-    hdr[t + 13] = 0
-    hdr[t + 16:t + 18] = bytes(2)
-    base = pseudo + ones_sum(hdr[t:hl])
-    # one header layout per family, the fields a segment changes apart:
-    # IPv4: version..TOS | total length, ID | flags..protocol | checksum | addresses, options
-    # IPv6: version..flow label | payload length | next header, hop limit, addresses
-    # TCP: ports | sequence number | ACK number, offset | flags | window | checksum | the rest
-    tcp = f"4sI5sB2sH{hl - t - 18}s"
-    ports, mid, win, tail = hdr[t:t + 4], hdr[t + 8:t + 13], hdr[t + 14:t + 16], hdr[t + 18:hl]
-    first, middle, last = flags & ~(_FIN | _PSH), flags & ~(_FIN | _PSH | _CWR), flags & ~_CWR
-    out = []
-    body = memoryview(packet)
-    pos = hl
-    if v4:
-        ip_id = packet[4] << 8 | packet[5]
-        hdr[2:6] = bytes(4)
-        hdr[10:12] = bytes(2)
-        ip_base = ones_sum(hdr[:t])
-        pack = struct.Struct(f">2sHH4sH{t - 12}s{tcp}").pack
-        ver, frag, addrs = hdr[:2], hdr[6:10], hdr[12:t]
-    else:
-        pack = struct.Struct(f">4sH34s{tcp}").pack
-        ver, addrs = hdr[:4], hdr[6:40]
-    for i, psum in enumerate(sums):
-        size = mss if i < full else rest
-        fl = middle if 0 < i < count - 1 else first if i == 0 else last
-        seq = (seq0 + i * mss) & 0xFFFFFFFF
-        tcp_len = hl - t + size
-        # -x % 0xFFFF is the complement of x's folded ones'-complement sum (x > 0)
-        c = -(base + (seq >> 16) + (seq & 0xFFFF) + fl + tcp_len + psum) % 0xFFFF
+    return TsoSegments(packet if isinstance(packet, bytes) else bytes(packet), mss).cut()
+
+
+class TsoSegments:
+    """A TCP super-packet and the MSS it is to be cut at: :func:`segment_tcp`'s segments
+    before they are made. The constructor checks what segmenting needs (raising
+    :class:`OffloadError`), :meth:`cut` makes them.
+
+    An LSO send travels the simulated fabric in this form while nothing needs its segments
+    one by one (:mod:`ipoib.fabric.burst`), and a receiver whose host coalesces takes it
+    whole: GRO would rebuild the super-packet from the segments anyway
+    (:meth:`ipoib.netdev.gro.Gro.frames`)."""
+
+    __slots__ = ("count", "flags", "hl", "last", "mss", "packet", "t", "total")
+
+    def __init__(self, packet: bytes, mss: int) -> None:
+        t, proto, total, _ = _l4(packet)
+        if proto != _TCP or total < t + 20:
+            raise OffloadError("TCP", "protocol", 9, "segmentation needs a TCP packet")
+        hl = t + (packet[t + 12] >> 4) * 4
+        if hl < t + 20 or hl > total:
+            raise OffloadError("TCP", "data_offset", t + 12, f"a header of {hl - t} bytes")
+        if mss <= 0:
+            raise OffloadError("TCP", "mss", 0, f"segment size {mss}")
+        self.packet, self.mss, self.t, self.hl, self.total = packet, mss, t, hl, total
+        plen = total - hl
+        self.count = max(-(-plen // mss), 1)
+        self.last = plen - (self.count - 1) * mss
+        """Payload bytes of the last segment (all of them when there is one)."""
+        self.flags = packet[t + 13]
+
+    def ip_bytes(self) -> int:
+        """The IP bytes of all the segments together (each repeats the headers)."""
+        return self.count * self.hl + self.total - self.hl
+
+    def cut(self) -> list[bytes]:
+        """The segments, headers and checksums complete (RFC 9293 §3.1, ``tcp_gso_segment``)."""
+        packet, mss, t, hl, total = self.packet, self.mss, self.t, self.hl, self.total
+        plen = total - hl
+        if plen <= mss:
+            return [insert_checksum(packet)]
+        pseudo = _l4(packet)[3]
+        full, rest = divmod(plen, mss)
+        sums = segment_sums(packet, hl, mss, full)
+        if rest:
+            sums.append(ones_sum(packet[hl + full * mss:total]))
+        count = len(sums)
+        v4 = packet[0] >> 4 == 4
+        flags = packet[t + 13]
+        seq0 = _U32.unpack_from(packet, t + 4)[0]
+        # What every segment's checksums share: the pseudo-header's addresses and protocol and
+        # the headers' sums with the fields that change per segment taken as zero.
+        hdr = bytearray(packet[:hl])
+        hdr[t + 4:t + 8] = bytes(4)
+        hdr[t + 13] = 0
+        hdr[t + 16:t + 18] = bytes(2)
+        base = pseudo + ones_sum(hdr[t:hl])
+        # one header layout per family, the fields a segment changes apart:
+        # IPv4: version..TOS | total length, ID | flags..protocol | checksum | addresses, options
+        # IPv6: version..flow label | payload length | next header, hop limit, addresses
+        # TCP: ports | sequence number | ACK number, offset | flags | window | checksum | the rest
+        tcp = f"4sI5sB2sH{hl - t - 18}s"
+        ports, mid = hdr[t:t + 4], hdr[t + 8:t + 13]
+        win, tail = hdr[t + 14:t + 16], hdr[t + 18:hl]
+        first, middle = flags & ~(_FIN | _PSH), flags & ~(_FIN | _PSH | _CWR)
+        last = flags & ~_CWR
+        out = []
+        body = memoryview(packet)
+        pos = hl
         if v4:
-            tot, ident = t + tcp_len, (ip_id + i) & 0xFFFF
-            h = pack(ver, tot, ident, frag, -(ip_base + tot + ident) % 0xFFFF, addrs,
-                     ports, seq, mid, fl, win, c, tail)
+            ip_id = packet[4] << 8 | packet[5]
+            hdr[2:6] = bytes(4)
+            hdr[10:12] = bytes(2)
+            ip_base = ones_sum(hdr[:t])
+            pack = struct.Struct(f">2sHH4sH{t - 12}s{tcp}").pack
+            ver, frag, addrs = hdr[:2], hdr[6:10], hdr[12:t]
         else:
-            h = pack(ver, tcp_len, addrs, ports, seq, mid, fl, win, c, tail)
-        out.append(h + body[pos:pos + size])
-        pos += size
-    return out
+            pack = struct.Struct(f">4sH34s{tcp}").pack
+            ver, addrs = hdr[:4], hdr[6:40]
+        for i, psum in enumerate(sums):
+            size = mss if i < full else rest
+            fl = middle if 0 < i < count - 1 else first if i == 0 else last
+            seq = (seq0 + i * mss) & 0xFFFFFFFF
+            tcp_len = hl - t + size
+            # -x % 0xFFFF is the complement of x's folded ones'-complement sum (x > 0)
+            c = -(base + (seq >> 16) + (seq & 0xFFFF) + fl + tcp_len + psum) % 0xFFFF
+            if v4:
+                tot, ident = t + tcp_len, (ip_id + i) & 0xFFFF
+                h = pack(ver, tot, ident, frag, -(ip_base + tot + ident) % 0xFFFF, addrs,
+                         ports, seq, mid, fl, win, c, tail)
+            else:
+                h = pack(ver, tcp_len, addrs, ports, seq, mid, fl, win, c, tail)
+            out.append(h + body[pos:pos + size])
+            pos += size
+        return out
