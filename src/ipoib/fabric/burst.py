@@ -81,15 +81,25 @@ class RecvBurst:
         """Completions it stands for."""
         return len(self.wrs)
 
+    @property
+    def head(self) -> bytes:
+        """What every packet's payload starts with (the sender's first gather entry)."""
+        return self.burst.head
+
+    @property
+    def segs(self) -> TsoSegments:
+        """The rest of the payloads: the segments of this super-packet, not yet cut."""
+        return self.burst.segs
+
     def data_bytes(self) -> int:
         """The payload bytes of all its packets (each ``head`` included, the GRH area not)."""
-        return self.count * len(self.burst.head) + self.burst.segs.ip_bytes()
+        return self.count * len(self.head) + self.segs.ip_bytes()
 
     def wcs(self) -> list[WcTuple]:
         """The completions one by one, as :meth:`~ipoib.fabric.hca.QP.complete` makes them."""
-        head = self.burst.head
+        head = self.head
         qpn, src, pki, slid, sl, bits = (self.qp_num, self.src_qp, self.pkey_index, self.slid,
                                          self.sl, self.bits)
-        datas = [head + s for s in self.burst.segs.cut()]
+        datas = [head + s for s in self.segs.cut()]
         return [(wr.wr_id, _SUCCESS, _OP_RECV, GRH_SIZE + len(d), qpn, src, pki, slid, sl, bits,
                  0, 0, None, d) for wr, d in zip(self.wrs, datas, strict=True)]

@@ -419,9 +419,9 @@ class IpoibDevice(DeviceControl):
             if rows:
                 self._rx_rows(rows, self._now)
                 rows = []
-            head = x.burst.head
+            head = x.head
             if self.opened and (head == ENCAP_IPV4 or head == ENCAP_IPV6):
-                self._to_host.append(x.burst.segs)
+                self._to_host.append(x.segs)
                 self._bursts_up += 1
                 c = self.stats
                 c.rx_packets += x.count

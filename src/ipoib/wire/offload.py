@@ -138,10 +138,10 @@ class TsoSegments:
     whole: GRO would rebuild the super-packet from the segments anyway
     (:meth:`ipoib.netdev.gro.Gro.frames`)."""
 
-    __slots__ = ("count", "flags", "hl", "last", "mss", "packet", "t", "total")
+    __slots__ = ("count", "flags", "hl", "last", "mss", "packet", "pseudo", "t", "total")
 
     def __init__(self, packet: bytes, mss: int) -> None:
-        t, proto, total, _ = _l4(packet)
+        t, proto, total, pseudo = _l4(packet)
         if proto != _TCP or total < t + 20:
             raise OffloadError("TCP", "protocol", 9, "segmentation needs a TCP packet")
         hl = t + (packet[t + 12] >> 4) * 4
@@ -155,6 +155,8 @@ class TsoSegments:
         self.last = plen - (self.count - 1) * mss
         """Payload bytes of the last segment (all of them when there is one)."""
         self.flags = packet[t + 13]
+        self.pseudo = pseudo
+        """The pseudo-header sum less the TCP length: where every segment checksum starts."""
 
     def ip_bytes(self) -> int:
         """The IP bytes of all the segments together (each repeats the headers)."""
@@ -166,14 +168,14 @@ class TsoSegments:
         plen = total - hl
         if plen <= mss:
             return [insert_checksum(packet)]
-        pseudo = _l4(packet)[3]
+        pseudo = self.pseudo
         full, rest = divmod(plen, mss)
         sums = segment_sums(packet, hl, mss, full)
         if rest:
             sums.append(ones_sum(packet[hl + full * mss:total]))
         count = len(sums)
         v4 = packet[0] >> 4 == 4
-        flags = packet[t + 13]
+        flags = self.flags
         seq0 = _U32.unpack_from(packet, t + 4)[0]
         # What every segment's checksums share: the pseudo-header's addresses and protocol and
         # the headers' sums with the fields that change per segment taken as zero.
