@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from ipoib.fabric import topogen
-from ipoib.host.ibnet import GC_PAUSE_LIMIT, IbNet, collector_paused
+from ipoib.host.ibnet import GC_PAUSE_LIMIT, GC_PAUSE_POLL, IbNet, collector_paused
 from tests.clock import VirtualClock
 
 
@@ -42,6 +42,10 @@ def test_the_daemon_resumes_the_collector_when_the_subnet_is_up() -> None:
     net = IbNet(topogen.fat_tree(8), now=0.0)
     try:
         assert net.gc_pause is not None and not gc.isenabled()
+        assert net.gc_pause.get_timer() == 0.0  # due at once, then every poll while paused
+        net.gc_pause.process(1.0)
+        assert not gc.isenabled() and net.gc_pause.get_timer() == 1.0 + GC_PAUSE_POLL
+        net.gc_pause.process(GC_PAUSE_LIMIT - 0.01)
         assert net.gc_pause.get_timer() == GC_PAUSE_LIMIT
         assert net.sm is not None
         sm = net.sm.sm

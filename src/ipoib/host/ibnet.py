@@ -72,6 +72,8 @@ def _read_partitions(path: str) -> str:
 
 GC_PAUSE_LIMIT = 120.0
 """Seconds after which a daemon's collector runs again even if the subnet never came up."""
+GC_PAUSE_POLL = 0.05
+"""Seconds between two looks at whether the subnet is up, while the collector is paused."""
 
 
 @contextmanager
@@ -100,25 +102,35 @@ def collector_paused(*, keep_frozen: bool = False) -> Iterator[None]:
 
 class _CollectorPause:
     """A pumpable that holds :func:`collector_paused` from the daemon's start until the
-    embedded SM reports the subnet up (or :data:`GC_PAUSE_LIMIT` seconds, or close)."""
+    embedded SM reports the subnet up (or :data:`GC_PAUSE_LIMIT` seconds, or close).
+
+    It sleeps (the pump contract): it looks at the SM every :data:`GC_PAUSE_POLL` seconds
+    while the pause is held and never after, so a turn that moves data does not run it."""
 
     def __init__(self, sm: SmBinding, now: float) -> None:
         self.sm = sm
         self.deadline: float | None = now + GC_PAUSE_LIMIT
+        self._next: float | None = now
         self._pause = collector_paused(keep_frozen=True)
         self._pause.__enter__()
+
+    def set_wakeup(self, wakeup: Callable[[], None]) -> None:
+        """Nothing wakes it: it runs on its own timer."""
 
     def process(self, now: float) -> None:
         """Resume the collector once the subnet is up or the limit is reached."""
         if self.deadline is not None and (self.sm.sm.subnet_up or now >= self.deadline):
             self.close()
+        elif self.deadline is not None:
+            self._next = min(now + GC_PAUSE_POLL, self.deadline)
 
     def get_timer(self) -> float | None:
-        """The limit, while paused."""
-        return self.deadline
+        """When to look at the SM again, while paused."""
+        return self._next
 
     def close(self) -> None:
         """Resume the collector (idempotent)."""
+        self._next = None
         if self.deadline is not None:
             self.deadline = None
             self._pause.__exit__(None, None, None)

@@ -152,6 +152,10 @@ class Runtime:
             self._awake[p] = None  # every one runs once, to say when it is next due
             self._due[p] = 0.0
         self.attachments: list[Attachment] = []
+        self._attachment_of: dict[Pumpable, Attachment] = {}
+        """The attachment of each sleeping endpoint: written to only in the turns it runs."""
+        self._plain: list[Attachment] = []
+        """The attachments whose endpoints do not sleep: looked at every turn."""
         self.drops: Counter[str] = Counter()
         self.batches = 0
         self.on_carrier: list[CarrierCallback] = []
@@ -178,6 +182,10 @@ class Runtime:
         att.drain = (getattr(endpoint, "drain_to_gro", None) if att.gro is not None else None) \
             or endpoint.drain_to_host
         self.attachments.append(att)
+        if att.sleeper is not None:
+            self._attachment_of[att.sleeper] = att
+        else:
+            self._plain.append(att)
         if self._loop is not None:
             self._add_reader(att)
         return att
@@ -295,32 +303,38 @@ class Runtime:
                 at = p.get_timer()
                 due[p] = _NEVER if at is None else at
             self._sleep_until = min(due.values())
-        write = os.write
-        for att in self.attachments:
-            if att.sleeper is not None and att.sleeper not in awake:
-                continue  # a sleeping device has nothing for its host and the same carrier
-            assert att.drain is not None
-            got = att.drain()
-            if got:
-                out: Iterable[bytes]
-                if att.gro is not None:
-                    out = att.gro.frames(got)
-                else:
-                    out = cast(Iterable[bytes], got)
-                    if att.tun.vnet_hdr:
-                        out = [PLAIN + p for p in out]
-                fd = att.tun.fd
-                n = 0
-                for packet in out:
-                    try:
-                        write(fd, packet)
-                        n += 1
-                    except OSError:
-                        self.drops["tun_write_error"] += 1
-                att.tx_packets += n
-            if att.endpoint.carrier != att.carrier:
-                self._carrier_changed(att)
+            attachment_of = self._attachment_of
+            for p in awake:
+                att = attachment_of.get(p)
+                if att is not None:
+                    self._to_host(att)
+        for att in self._plain:
+            self._to_host(att)
         self._arm()
+
+    def _to_host(self, att: Attachment) -> None:
+        """Write what ``att``'s endpoint has for its host; follow its carrier."""
+        assert att.drain is not None
+        got = att.drain()
+        if got:
+            out: Iterable[bytes]
+            if att.gro is not None:
+                out = att.gro.frames(got)
+            else:
+                out = cast(Iterable[bytes], got)
+                if att.tun.vnet_hdr:
+                    out = [PLAIN + p for p in out]
+            write, fd = os.write, att.tun.fd
+            n = 0
+            for packet in out:
+                try:
+                    write(fd, packet)
+                    n += 1
+                except OSError:
+                    self.drops["tun_write_error"] += 1
+            att.tx_packets += n
+        if att.endpoint.carrier != att.carrier:
+            self._carrier_changed(att)
 
     def _wake(self, p: Pumpable) -> None:
         """``p`` has work: process it in the next turn (now, if none is running)."""

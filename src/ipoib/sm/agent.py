@@ -62,17 +62,30 @@ class SmBinding:
         self._next: float | None = None
         self._stale = True
         """The SM's deadline must be asked again (it started, got a MAD or acted)."""
+        self._wakeup: Callable[[], None] | None = None
         self.on_progress = on_progress
         self.progress_every = max(1, progress_every)
 
+    def set_wakeup(self, wakeup: Callable[[], None]) -> None:
+        """Be pumped only when ``wakeup`` was called or the SM's deadline is due (the pump
+        contract's sleepers): the deadline moves only when the SM starts, gets a MAD or
+        acts, and each of those calls it."""
+        self._wakeup = wakeup
+
+    def _moved(self) -> None:
+        """The SM's deadline may have moved: ask it again, and say so to the pump."""
+        self._stale = True
+        if self._wakeup is not None:
+            self._wakeup()
+
     def start(self, now: float | None = None) -> None:
         """Start the SM (its first SMPs go out at once)."""
-        self._stale = True
+        self._moved()
         self.sm.start(self.fabric.now if now is None else now)
         self.flush()
 
     def _rx(self, rx: ReceivedMad) -> None:
-        self._stale = True
+        self._moved()
         mad = rx.mad
         if len(mad) > 3 and mad[3] & RESPONSE_BIT and mad[1] in _SMP_CLASSES:
             self.sm.receive_answer(mad, self.fabric.now)
@@ -106,7 +119,8 @@ class SmBinding:
         return self._next
 
     def handle_timer(self, now: float) -> None:
-        """Let the SM act on time, then send what it produced."""
+        """Let the SM act on time, then send what it produced (the pump asks for the next
+        deadline after this, so there is no need to wake it)."""
         self._stale = True
         self.sm.handle_timer(now)
         self.flush()
@@ -119,7 +133,7 @@ class SmBinding:
 
     def close(self) -> None:
         """Stop the SM, unregister the agents, clear IsSM."""
-        self._stale = True
+        self._moved()
         self.sm.stop()
         for agent in self.agents.values():
             agent.close()
