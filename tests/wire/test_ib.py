@@ -188,6 +188,10 @@ def test_max_payload() -> None:
 def test_encode_errors_name_the_field(field: str, value: Any) -> None:
     kw: dict[str, Any] = dict(UNICAST)
     kw[field] = value
+    if value is None and not ib.__file__.endswith(".py"):  # compiled: refused by its type
+        with pytest.raises(TypeError):
+            build_ud(**kw, payload=b"")
+        return
     with pytest.raises(EncodeError) as e:
         build_ud(**kw, payload=b"")
     assert e.value.field == field

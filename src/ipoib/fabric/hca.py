@@ -217,9 +217,12 @@ class CQ:
 
     def _notify(self) -> None:
         self._armed = False
+        self.ctx.fabric.defer(self._fire)
+
+    def _fire(self) -> None:
         handler = self.comp_handler
-        assert handler is not None
-        self.ctx.fabric.defer(lambda: handler(self))
+        if handler is not None:
+            handler(self)
 
 
 class AH:

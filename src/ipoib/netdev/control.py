@@ -28,7 +28,7 @@ the next signalled completion.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import NamedTuple
@@ -185,8 +185,9 @@ class DeviceControl:
         self._now = 0.0
         self._hops = self.addressing.hops
         self._neigh_entries = self.neighs.entries
-        self._post = self._post_offloaded = self._post_closed
-        self._post_list = self._post_list_closed
+        self._tx_qp: hca.QP | None = None
+        """The QP sends are posted to while it is in RTS (None otherwise: see
+        :meth:`_ready_qp`)."""
 
     # --- bring-up ------------------------------------------------------------------------------
 
@@ -285,26 +286,21 @@ class DeviceControl:
         qp.to_rts()
         for wr in self._ring:
             qp.post_recv(wr)
-        self._post = qp.post_send_sg
-        self._post_list = qp.post_send_sg_list
-        self._post_offloaded = qp.post_send_offload
+        self._tx_qp = qp
 
     def _qp_stop(self) -> None:
         """To RESET: nothing posted is in flight any more, so every AH may go."""
         if self.qp is not None and self.qp.state != QPState.RESET:
             self.qp.modify(QPAttr(qp_state=QPState.RESET))
-        self._post = self._post_offloaded = self._post_closed
-        self._post_list = self._post_list_closed
+        self._tx_qp = None
         self.reaper.tx_done = self._seq
 
-    @staticmethod
-    def _post_closed(wr: SendWR, head: bytes, payload: bytes) -> None:
-        raise VerbsError("the QP is not ready")
-
-    @staticmethod
-    def _post_list_closed(wr: SendWR, head: bytes, payloads: Sequence[bytes],
-                          first_wr_id: int, signal_mask: int = 0) -> None:
-        raise VerbsError("the QP is not ready")
+    def _ready_qp(self) -> hca.QP:
+        """The QP to post a send to; a QP not in RTS refuses it, as the verb does."""
+        qp = self._tx_qp
+        if qp is None:
+            raise VerbsError("the QP is not ready")
+        return qp
 
     def _up(self, now: float) -> None:
         """Start the join task when the port is ACTIVE and the P_Key is there."""
@@ -348,7 +344,7 @@ class DeviceControl:
         wr.wr_id = ah.last_send = seq
         wr.send_flags = 0 if seq & self._sig_mask else SIGNALED
         try:
-            self._post(wr, hdr, payload)
+            self._ready_qp().post_send_sg(wr, hdr, payload)
         except VerbsError:
             self.stats.drop("tx_post_failed")
             return

@@ -106,7 +106,7 @@ class IpoibDevice(DeviceControl):
         else:
             wr.send_flags = SIGNALED
         try:
-            self._post(wr, hdr, packet)
+            self._ready_qp().post_send_sg(wr, hdr, packet)
         except VerbsError:
             self.stats.drop("tx_post_failed")
             return
@@ -175,7 +175,7 @@ class IpoibDevice(DeviceControl):
         ah.last_send = seq + n - 1
         wr.send_flags = SIGNALED
         try:
-            self._post_list(wr, ENCAP_IPV4, run, seq, self._sig_mask)
+            self._ready_qp().post_send_sg_list(wr, ENCAP_IPV4, run, seq, self._sig_mask)
         except VerbsError:
             c.drop("tx_post_failed", n)
             return
@@ -248,7 +248,7 @@ class IpoibDevice(DeviceControl):
         else:
             wr.send_flags = flags | _IP_CSUM
         try:
-            self._post_offloaded(wr, hdr, packet)
+            self._ready_qp().post_send_offload(wr, hdr, packet)
         except VerbsError:
             self.stats.drop("tx_post_failed")
             return
