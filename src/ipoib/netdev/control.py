@@ -185,9 +185,6 @@ class DeviceControl:
         self._now = 0.0
         self._hops = self.addressing.hops
         self._neigh_entries = self.neighs.entries
-        self._tx_qp: hca.QP | None = None
-        """The QP sends are posted to while it is in RTS (None otherwise: see
-        :meth:`_ready_qp`)."""
 
     # --- bring-up ------------------------------------------------------------------------------
 
@@ -286,18 +283,16 @@ class DeviceControl:
         qp.to_rts()
         for wr in self._ring:
             qp.post_recv(wr)
-        self._tx_qp = qp
 
     def _qp_stop(self) -> None:
         """To RESET: nothing posted is in flight any more, so every AH may go."""
         if self.qp is not None and self.qp.state != QPState.RESET:
             self.qp.modify(QPAttr(qp_state=QPState.RESET))
-        self._tx_qp = None
         self.reaper.tx_done = self._seq
 
     def _ready_qp(self) -> hca.QP:
-        """The QP to post a send to; a QP not in RTS refuses it, as the verb does."""
-        qp = self._tx_qp
+        """The QP to post a send to (one not in RTS refuses the post itself)."""
+        qp = self.qp
         if qp is None:
             raise VerbsError("the QP is not ready")
         return qp

@@ -69,7 +69,7 @@ class SmBinding:
     def set_wakeup(self, wakeup: Callable[[], None]) -> None:
         """Be pumped only when ``wakeup`` was called or the SM's deadline is due (the pump
         contract's sleepers): the deadline moves only when the SM starts, gets a MAD or
-        acts, and each of those calls it."""
+        acts on a timer; the first two call it, and the pump asks again after the third."""
         self._wakeup = wakeup
 
     def _moved(self) -> None:
